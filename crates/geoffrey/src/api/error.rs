@@ -1,0 +1,44 @@
+//! Errors of the HTTP API and the one place they become responses.
+//!
+//! 4xx bodies say what was wrong and how to fix it. 503 bodies say only that the request can
+//! be retried; the cause goes to the log.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("body is larger than the limit of {limit} bytes; raise server.max_body_bytes")]
+    PayloadTooLarge { limit: usize },
+    /// The store or the queue failed; the text is for the log only.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        let message = match &self {
+            ApiError::Unavailable(cause) => {
+                tracing::error!(error = %cause, "request failed because a backend is unavailable");
+                "temporarily unavailable; nothing was stored, send the request again".to_string()
+            }
+            other => other.to_string(),
+        };
+        (status, Json(json!({ "error": message }))).into_response()
+    }
+}

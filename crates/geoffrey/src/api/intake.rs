@@ -1,0 +1,244 @@
+//! Webhook intake: from raw request to durably queued jobs.
+//!
+//! The steps run in an order that keeps bad input from changing anything: find the instance,
+//! authenticate the raw bytes, parse, check the event headers against the body, route, and
+//! only then record the delivery and its jobs in one queue transaction. The caller answers
+//! 2xx only if that transaction committed.
+
+use super::error::ApiError;
+use super::signature;
+use crate::event::{Event, payload_type_of};
+use crate::instance::{InstanceError, StoredConfig, validate_name};
+use crate::queue::{Admission, Delivery, NewJob};
+use crate::services::Services;
+use axum::http::HeaderMap;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// The request headers Discourse sets, read case-insensitively.
+#[derive(Debug, Default)]
+pub struct DiscourseHeaders {
+    pub event: Option<String>,
+    pub event_type: Option<String>,
+    pub event_id: Option<String>,
+    pub signature: Option<String>,
+}
+
+impl DiscourseHeaders {
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        let get = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(|value| value.trim().to_string())
+                .filter(|value| !value.is_empty())
+        };
+        Self {
+            event: get("x-discourse-event"),
+            event_type: get("x-discourse-event-type"),
+            event_id: get("x-discourse-event-id"),
+            signature: get("x-discourse-event-signature"),
+        }
+    }
+}
+
+/// How a delivery proves it comes from the instance's forum.
+pub enum Credentials<'a> {
+    /// `X-Discourse-Event-Signature`, checked against the webhook secret.
+    Signature,
+    /// The original route's `key=user:password@instance`; the password is the webhook secret.
+    Key { password: &'a str },
+}
+
+/// One webhook request, before any check.
+pub struct Incoming<'a> {
+    pub instance: &'a str,
+    pub headers: DiscourseHeaders,
+    pub body: &'a [u8],
+    pub credentials: Credentials<'a>,
+    /// Event named by the original route's path, used when the headers name none.
+    pub route_event: Option<String>,
+}
+
+/// The JSON body of a successful intake response.
+#[derive(Debug, Serialize)]
+pub struct Receipt {
+    pub status: &'static str,
+    pub event: String,
+    pub jobs: usize,
+}
+
+pub async fn accept(services: &Services, incoming: Incoming<'_>) -> Result<Receipt, ApiError> {
+    let instance = incoming.instance;
+    let config = find_instance(services, instance).await?;
+    authenticate(&config, &incoming)?;
+
+    let parsed: Value = serde_json::from_slice(incoming.body)
+        .map_err(|err| ApiError::BadRequest(format!("body is not valid JSON: {err}")))?;
+    let event = identify(&incoming, parsed)?;
+    if event.name == "ping" {
+        return Ok(Receipt {
+            status: "pong",
+            event: event.name,
+            jobs: 0,
+        });
+    }
+
+    let jobs: Vec<NewJob> = services
+        .apps
+        .route(&config.config, &event)
+        .into_iter()
+        .map(|(app, subscription)| NewJob {
+            instance: instance.to_string(),
+            app: app.to_string(),
+            feature: subscription.feature,
+            target: subscription.target,
+            config_rev: config.rev.clone(),
+            event: event.clone(),
+        })
+        .collect();
+    let delivery = Delivery {
+        instance: instance.to_string(),
+        event_id: event.id.clone(),
+        content_key: format!("{}:{}", event.name, event.body_sha256),
+    };
+    let admission = services
+        .queue
+        .admit(&delivery, jobs)
+        .await
+        .map_err(|err| ApiError::Unavailable(err.to_string()))?;
+    Ok(match admission {
+        Admission::Accepted { jobs } => Receipt {
+            status: "accepted",
+            event: event.name,
+            jobs,
+        },
+        Admission::Duplicate => Receipt {
+            status: "duplicate",
+            event: event.name,
+            jobs: 0,
+        },
+    })
+}
+
+async fn find_instance(
+    services: &Services,
+    name: &str,
+) -> Result<std::sync::Arc<StoredConfig>, ApiError> {
+    let unknown = || {
+        ApiError::NotFound(format!(
+            "unknown instance {name:?}; create it with `geoffrey instance create {name}`"
+        ))
+    };
+    if validate_name(name).is_err() {
+        return Err(unknown());
+    }
+    services.configs.get(name).await.map_err(|err| match err {
+        InstanceError::NotFound(_) => unknown(),
+        other => ApiError::Unavailable(other.to_string()),
+    })
+}
+
+fn authenticate(config: &StoredConfig, incoming: &Incoming<'_>) -> Result<(), ApiError> {
+    let secret = config.config.webhook_secret.expose().as_bytes();
+    match incoming.credentials {
+        Credentials::Key { password } => {
+            if !secret.is_empty() && bool::from(password.as_bytes().ct_eq(secret)) {
+                return Ok(());
+            }
+            Err(ApiError::Unauthorized(
+                "invalid key; use key=<name>:<webhook secret>@<instance>".to_string(),
+            ))
+        }
+        Credentials::Signature => {
+            let header = incoming.headers.signature.as_deref();
+            if header.is_none() && config.config.accept_unsigned {
+                return Ok(());
+            }
+            signature::verify(secret, incoming.body, header)
+                .map_err(|err| ApiError::Unauthorized(err.to_string()))
+        }
+    }
+}
+
+/// Works out the event name and payload type from the headers, the route and the body, and
+/// rejects combinations that disagree.
+fn identify(incoming: &Incoming<'_>, mut body: Value) -> Result<Event, ApiError> {
+    let headers = &incoming.headers;
+    let name = headers
+        .event
+        .clone()
+        .or_else(|| incoming.route_event.clone())
+        .or_else(|| headers.event_type.clone())
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "missing X-Discourse-Event header; is this a Discourse webhook?".into(),
+            )
+        })?;
+    check_identifier("X-Discourse-Event", &name)?;
+
+    let expected = payload_type_of(&name);
+    let kind = match (&headers.event_type, expected) {
+        (Some(kind), Some(expected)) if kind != expected => {
+            return Err(ApiError::BadRequest(format!(
+                "event {name:?} carries a {expected:?} payload, but X-Discourse-Event-Type is {kind:?}"
+            )));
+        }
+        (Some(kind), _) => kind.clone(),
+        (None, Some(expected)) => expected.to_string(),
+        (None, None) => single_key(&body).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "cannot tell the payload type of event {name:?}; send X-Discourse-Event-Type"
+            ))
+        })?,
+    };
+    check_identifier("X-Discourse-Event-Type", &kind)?;
+
+    let Some(object) = body.as_object() else {
+        return Err(ApiError::BadRequest("body must be a JSON object".into()));
+    };
+    if !object.contains_key(&kind) {
+        // The original route predates Discourse's envelope: wrap a bare payload.
+        if incoming.route_event.is_some() && headers.event.is_none() {
+            body = Value::Object(Map::from_iter([(kind.clone(), body)]));
+        } else {
+            let keys: Vec<&String> = object.keys().collect();
+            return Err(ApiError::BadRequest(format!(
+                "event {name:?} needs the body key {kind:?}, but the body has {keys:?}"
+            )));
+        }
+    }
+
+    Ok(Event {
+        id: headers.event_id.clone(),
+        name,
+        kind,
+        body,
+        body_sha256: hex::encode(Sha256::digest(incoming.body)),
+    })
+}
+
+fn single_key(body: &Value) -> Option<String> {
+    let object = body.as_object()?;
+    (object.len() == 1)
+        .then(|| object.keys().next().cloned())
+        .flatten()
+}
+
+/// Event names and types are short snake_case words; anything else is not from Discourse.
+fn check_identifier(header: &str, value: &str) -> Result<(), ApiError> {
+    let valid = !value.is_empty()
+        && value.len() <= 100
+        && value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "invalid {header} {value:?}; expected a snake_case name such as \"post_created\""
+        )))
+    }
+}

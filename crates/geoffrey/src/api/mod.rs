@@ -1,0 +1,158 @@
+//! The HTTP API: webhook intake and health checks.
+//!
+//! Routes:
+//! - `POST /hooks/discourse/{instance}`: Discourse webhooks, signed with the instance's secret.
+//! - `POST /api/{resource}/{action}?key=user:password@instance`: the original route form,
+//!   where the path names the event (`/api/posts/new` is `post_created`) when Discourse's
+//!   headers are absent.
+//! - `GET /healthz`: the process is up.
+
+mod error;
+mod intake;
+pub mod signature;
+
+pub use error::ApiError;
+
+use crate::event::event_from_route;
+use crate::services::Services;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use intake::{Credentials, DiscourseHeaders, Incoming, Receipt};
+use serde::Deserialize;
+use std::sync::Arc;
+use tower_http::trace::TraceLayer;
+use tracing::Instrument;
+
+pub fn router(services: Arc<Services>) -> Router {
+    Router::new()
+        .route("/hooks/discourse/{instance}", post(discourse_hook))
+        .route("/api/{resource}/{action}", post(original_hook))
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(TraceLayer::new_for_http())
+        .with_state(services)
+}
+
+/// Reads the whole body, failing with 413 beyond `limit` bytes.
+async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.is::<LengthLimitError>() => Err(ApiError::PayloadTooLarge { limit }),
+        Err(err) => Err(ApiError::BadRequest(format!(
+            "failed to read the body: {err}"
+        ))),
+    }
+}
+
+async fn discourse_hook(
+    State(services): State<Arc<Services>>,
+    Path(instance): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Receipt>, ApiError> {
+    let discourse = DiscourseHeaders::from_headers(&headers);
+    let span = tracing::info_span!(
+        "delivery",
+        instance = %instance,
+        event = discourse.event.as_deref().unwrap_or(""),
+        event_id = discourse.event_id.as_deref().unwrap_or(""),
+    );
+    async {
+        let body = read_body(body, services.settings.server.max_body_bytes).await?;
+        let incoming = Incoming {
+            instance: &instance,
+            headers: discourse,
+            body: &body,
+            credentials: Credentials::Signature,
+            route_event: None,
+        };
+        respond(intake::accept(&services, incoming).await)
+    }
+    .instrument(span)
+    .await
+}
+
+#[derive(Deserialize)]
+struct KeyQuery {
+    key: Option<String>,
+}
+
+async fn original_hook(
+    State(services): State<Arc<Services>>,
+    Path((resource, action)): Path<(String, String)>,
+    Query(query): Query<KeyQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Receipt>, ApiError> {
+    let route_event = event_from_route(&resource, &action).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no event for /api/{resource}/{action}; use for example /api/posts/new, \
+             /api/topics/edit or /api/users/destroy"
+        ))
+    })?;
+    let key = query.key.ok_or_else(|| {
+        ApiError::Unauthorized("missing key; add ?key=<name>:<webhook secret>@<instance>".into())
+    })?;
+    let (password, instance) = parse_key(&key).ok_or_else(|| {
+        ApiError::Unauthorized(
+            "malformed key; expected key=<name>:<webhook secret>@<instance>".into(),
+        )
+    })?;
+    let discourse = DiscourseHeaders::from_headers(&headers);
+    let span = tracing::info_span!(
+        "delivery",
+        instance = %instance,
+        event = discourse.event.as_deref().unwrap_or(&route_event),
+        event_id = discourse.event_id.as_deref().unwrap_or(""),
+    );
+    async {
+        let body = read_body(body, services.settings.server.max_body_bytes).await?;
+        let incoming = Incoming {
+            instance,
+            headers: discourse,
+            body: &body,
+            credentials: Credentials::Key { password },
+            route_event: Some(route_event.clone()),
+        };
+        respond(intake::accept(&services, incoming).await)
+    }
+    .instrument(span)
+    .await
+}
+
+/// Splits `user:password@instance` into the password and the instance. The instance is after
+/// the last `@` and the password after the first `:`, so passwords may contain either.
+fn parse_key(key: &str) -> Option<(&str, &str)> {
+    let (credentials, instance) = key.rsplit_once('@')?;
+    let (_user, password) = credentials.split_once(':')?;
+    Some((password, instance))
+}
+
+fn respond(result: Result<Receipt, ApiError>) -> Result<Json<Receipt>, ApiError> {
+    match &result {
+        Ok(receipt) => tracing::debug!(
+            status = receipt.status,
+            jobs = receipt.jobs,
+            "delivery handled"
+        ),
+        Err(ApiError::Unavailable(_)) => {}
+        Err(err) => tracing::info!(error = %err, "delivery rejected"),
+    }
+    result.map(Json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_key;
+
+    #[test]
+    fn key_splits_at_last_at_sign() {
+        assert_eq!(parse_key("geoffrey:pw@forum"), Some(("pw", "forum")));
+        assert_eq!(parse_key("u:p@ss:w@rd@forum"), Some(("p@ss:w@rd", "forum")));
+        assert_eq!(parse_key("nopassword@forum"), None);
+        assert_eq!(parse_key("u:p"), None);
+    }
+}

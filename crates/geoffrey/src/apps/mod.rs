@@ -1,0 +1,161 @@
+//! Apps: what Geoffrey does with an event.
+//!
+//! An app declares the schema of its section in `CONFIG`, validates it, says which events its
+//! features subscribe to, and runs one feature for one job. The intake routes events to apps
+//! and the worker runs them only through the [`App`] trait, so adding an app means adding a
+//! module here and a line in [`AppRegistry::builtin`], and nothing in the server or worker.
+
+mod filter;
+pub mod http;
+pub mod relay;
+
+pub use filter::EventFilter;
+
+use crate::event::Event;
+use crate::instance::InstanceConfig;
+use crate::queue::Job;
+use async_trait::async_trait;
+use serde::Serialize;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// One invalid field of a configuration, with a message that says how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// Dotted path of the field, such as `apps.relay.rules[0].url`.
+    pub path: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Prefixes the path with the section it was found in.
+    pub fn within(mut self, prefix: &str) -> Self {
+        self.path = match self.path.as_str() {
+            "" | "." => prefix.to_string(),
+            path if path.starts_with('[') => format!("{prefix}{path}"),
+            path => format!("{prefix}.{path}"),
+        };
+        self
+    }
+}
+
+/// A feature's interest in events: which names, and which of those pass its filter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subscription {
+    pub feature: String,
+    /// The configured item the feature runs for, such as a relay rule's name.
+    pub target: Option<String>,
+    /// Event names; `*` subscribes to every event except `ping`.
+    pub events: Vec<String>,
+    pub filter: EventFilter,
+}
+
+impl Subscription {
+    pub fn matches(&self, event: &Event) -> bool {
+        let named = self
+            .events
+            .iter()
+            .any(|name| name == &event.name || (name == "*" && event.name != "ping"));
+        named && self.filter.matches(event)
+    }
+}
+
+/// Everything a feature may use to run one job.
+pub struct FeatureContext<'a> {
+    pub job: &'a Job,
+    pub config: &'a InstanceConfig,
+    /// The app's own section of `CONFIG`.
+    pub section: &'a Value,
+    pub http: &'a reqwest::Client,
+}
+
+/// Why an attempt failed, which decides whether it is retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptError {
+    /// Another attempt may succeed: timeouts, connection errors, 429, 5xx.
+    Transient(String),
+    /// Another attempt would fail the same way: invalid input, rejected by the third party.
+    Permanent(String),
+}
+
+/// What one run of a feature did, for the log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Attempt {
+    /// HTTP status of the third party's response, when there was one.
+    pub status: Option<u16>,
+    /// The start of the third party's response body.
+    pub response: Option<String>,
+    pub error: Option<AttemptError>,
+}
+
+#[async_trait]
+pub trait App: Send + Sync + 'static {
+    /// Name of the app and of its section under `apps` in `CONFIG`.
+    fn name(&self) -> &'static str;
+
+    /// JSON Schema of the app's section, for documentation and configuration forms.
+    fn schema(&self) -> Value;
+
+    /// Checks the app's section and returns every invalid field, with paths relative to the
+    /// section.
+    fn validate(&self, section: &Value) -> Vec<FieldError>;
+
+    /// Replaces the secrets in a section with [`crate::secret::MASK`].
+    fn mask_secrets(&self, section: &mut Value);
+
+    /// Lists the subscriptions of a section that passed [`App::validate`].
+    fn subscriptions(&self, section: &Value) -> Vec<Subscription>;
+
+    /// Runs one feature for one job.
+    async fn run(&self, feature: &str, context: FeatureContext<'_>) -> Attempt;
+}
+
+/// The apps this build knows, by name.
+#[derive(Clone)]
+pub struct AppRegistry {
+    apps: Vec<Arc<dyn App>>,
+}
+
+impl AppRegistry {
+    /// Returns every app that ships with Geoffrey.
+    pub fn builtin() -> Self {
+        Self::with(vec![Arc::new(relay::Relay)])
+    }
+
+    pub fn with(apps: Vec<Arc<dyn App>>) -> Self {
+        Self { apps }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn App>> {
+        self.apps.iter().find(|app| app.name() == name)
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.apps.iter().map(|app| app.name()).collect()
+    }
+
+    /// Returns the (app, subscription) pairs of `config` that want `event`.
+    pub fn route(
+        &self,
+        config: &InstanceConfig,
+        event: &Event,
+    ) -> Vec<(&'static str, Subscription)> {
+        let mut routes = Vec::new();
+        for (name, section) in &config.apps {
+            let Some(app) = self.get(name) else { continue };
+            for subscription in app.subscriptions(section) {
+                if subscription.matches(event) {
+                    routes.push((app.name(), subscription));
+                }
+            }
+        }
+        routes
+    }
+}

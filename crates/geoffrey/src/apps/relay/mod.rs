@@ -1,0 +1,324 @@
+//! The `relay` app: posts a message to a chat incoming webhook for the events it is configured
+//! for. The body is Slack's incoming-webhook JSON (`{"text": ...}`), which Mattermost,
+//! Rocket.Chat and Discord's `/slack` endpoint also accept.
+//!
+//! Each rule names a webhook URL, the events it wants, a filter and a text template. Templates
+//! use Jinja syntax (minijinja) over the event payload under its type key, so
+//! `New topic {{topic.title}} by {{topic.created_by.username}}` works for `topic_created`; a
+//! missing field renders as an empty string. `event.name` and `event.id` are also available.
+
+use super::http::{attempt_from_error, attempt_from_response};
+use super::{App, Attempt, AttemptError, EventFilter, FeatureContext, FieldError, Subscription};
+use crate::secret::{MASK, Secret};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// The relay's only feature.
+pub const POST_MESSAGE: &str = "post_message";
+
+/// Longest message Slack shows in full; longer ones are cut.
+const MAX_TEXT_CHARS: usize = 4000;
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RelayConfig {
+    rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct Rule {
+    name: String,
+    /// The incoming webhook URL. Secret, because its path is the credential.
+    url: Secret,
+    events: Vec<String>,
+    template: String,
+    /// Overrides the sender name where the chat allows it.
+    #[serde(default)]
+    username: Option<String>,
+    // The filter's fields sit in the rule itself; serde cannot flatten a struct into one
+    // that rejects unknown fields, so they are listed here.
+    #[serde(default)]
+    category_ids: Vec<i64>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    group_ids: Vec<i64>,
+    #[serde(default)]
+    include_private_messages: bool,
+}
+
+impl Rule {
+    fn filter(&self) -> EventFilter {
+        EventFilter {
+            category_ids: self.category_ids.clone(),
+            tags: self.tags.clone(),
+            group_ids: self.group_ids.clone(),
+            include_private_messages: self.include_private_messages,
+        }
+    }
+}
+
+pub struct Relay;
+
+fn parse(section: &Value) -> Result<RelayConfig, FieldError> {
+    serde_path_to_error::deserialize(section).map_err(|err| {
+        let path = err.path().to_string();
+        FieldError::new(path, err.into_inner().to_string())
+    })
+}
+
+fn render(template: &str, context: &Value) -> Result<String, minijinja::Error> {
+    let env = minijinja::Environment::new();
+    env.render_str(template, context)
+}
+
+fn check_rule(index: usize, rule: &Rule, seen: &mut Vec<String>) -> Vec<FieldError> {
+    let at = |field: &str| format!("rules[{index}].{field}");
+    let mut errors = Vec::new();
+    if rule.name.trim().is_empty() {
+        errors.push(FieldError::new(
+            at("name"),
+            "missing; give the rule a short name",
+        ));
+    } else if seen.contains(&rule.name) {
+        errors.push(FieldError::new(
+            at("name"),
+            format!("{:?} is used twice", rule.name),
+        ));
+    }
+    seen.push(rule.name.clone());
+
+    match reqwest::Url::parse(rule.url.expose()) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
+        // The URL is a secret, so the message describes it without quoting it.
+        _ => errors.push(FieldError::new(
+            at("url"),
+            "not an http or https URL; paste the chat's incoming webhook URL",
+        )),
+    }
+    if rule.events.is_empty() {
+        errors.push(FieldError::new(
+            at("events"),
+            "empty; list event names such as \"topic_created\", or \"*\" for every event",
+        ));
+    }
+    if rule.template.trim().is_empty() {
+        errors.push(FieldError::new(
+            at("template"),
+            "missing; write the message text",
+        ));
+    } else if let Err(err) = minijinja::Environment::new().template_from_str(&rule.template) {
+        errors.push(FieldError::new(
+            at("template"),
+            format!("invalid template: {err}"),
+        ));
+    }
+    errors
+}
+
+#[async_trait]
+impl App for Relay {
+    fn name(&self) -> &'static str {
+        "relay"
+    }
+
+    fn schema(&self) -> Value {
+        json!({
+            "type": "object",
+            "required": ["rules"],
+            "additionalProperties": false,
+            "properties": {
+                "rules": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["name", "url", "events", "template"],
+                        "additionalProperties": false,
+                        "properties": {
+                            "name": { "type": "string", "title": "Rule name" },
+                            "url": {
+                                "type": "string", "format": "uri", "secret": true,
+                                "title": "Incoming webhook URL"
+                            },
+                            "events": {
+                                "type": "array", "items": { "type": "string" },
+                                "title": "Events", "description": "Event names, or * for all"
+                            },
+                            "template": {
+                                "type": "string", "title": "Message template",
+                                "examples": ["New topic {{topic.title}} by {{topic.created_by.username}}"]
+                            },
+                            "username": { "type": "string", "title": "Sender name" },
+                            "category_ids": { "type": "array", "items": { "type": "integer" } },
+                            "tags": { "type": "array", "items": { "type": "string" } },
+                            "group_ids": { "type": "array", "items": { "type": "integer" } },
+                            "include_private_messages": { "type": "boolean", "default": false }
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    fn validate(&self, section: &Value) -> Vec<FieldError> {
+        let config = match parse(section) {
+            Ok(config) => config,
+            Err(err) => return vec![err],
+        };
+        let mut seen = Vec::new();
+        config
+            .rules
+            .iter()
+            .enumerate()
+            .flat_map(|(index, rule)| check_rule(index, rule, &mut seen))
+            .collect()
+    }
+
+    fn mask_secrets(&self, section: &mut Value) {
+        let Some(rules) = section.get_mut("rules").and_then(Value::as_array_mut) else {
+            return;
+        };
+        for rule in rules {
+            if let Some(url) = rule.get_mut("url") {
+                *url = Value::from(MASK);
+            }
+        }
+    }
+
+    fn subscriptions(&self, section: &Value) -> Vec<Subscription> {
+        let Ok(config) = parse(section) else {
+            return Vec::new();
+        };
+        config
+            .rules
+            .into_iter()
+            .map(|rule| Subscription {
+                feature: POST_MESSAGE.to_string(),
+                filter: rule.filter(),
+                target: Some(rule.name),
+                events: rule.events,
+            })
+            .collect()
+    }
+
+    async fn run(&self, feature: &str, context: FeatureContext<'_>) -> Attempt {
+        let permanent = |message: String| Attempt {
+            error: Some(AttemptError::Permanent(message)),
+            ..Attempt::default()
+        };
+        if feature != POST_MESSAGE {
+            return permanent(format!("unknown relay feature {feature:?}"));
+        }
+        let config = match parse(context.section) {
+            Ok(config) => config,
+            Err(err) => return permanent(format!("invalid relay configuration: {}", err.message)),
+        };
+        let target = context.job.spec.target.as_deref().unwrap_or_default();
+        let Some(rule) = config.rules.iter().find(|rule| rule.name == target) else {
+            return permanent(format!("relay rule {target:?} no longer exists in CONFIG"));
+        };
+
+        let event = &context.job.spec.event;
+        let mut template_context = json!({ "event": { "name": event.name, "id": event.id } });
+        template_context[&event.kind] = event.payload().clone();
+        let text = match render(&rule.template, &template_context) {
+            Ok(text) => super::http::truncate(&text, MAX_TEXT_CHARS),
+            Err(err) => return permanent(format!("template of rule {target:?} failed: {err}")),
+        };
+
+        let mut message = json!({ "text": text });
+        if let Some(username) = &rule.username {
+            message["username"] = Value::from(username.as_str());
+        }
+        let response = context
+            .http
+            .post(rule.url.expose())
+            .json(&message)
+            .send()
+            .await;
+        match response {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let body = response.text().await.unwrap_or_default();
+                attempt_from_response(status, &body)
+            }
+            Err(err) => attempt_from_error(&err),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(rule: Value) -> Value {
+        json!({ "rules": [rule] })
+    }
+
+    #[test]
+    fn valid_rule_passes() {
+        let rule = json!({
+            "name": "topics",
+            "url": "https://chat.example.com/hooks/abc",
+            "events": ["topic_created"],
+            "template": "New topic {{topic.title}}",
+            "category_ids": [4],
+        });
+        assert_eq!(Relay.validate(&section(rule)), vec![]);
+    }
+
+    #[test]
+    fn invalid_rule_reports_each_field() {
+        let rule = json!({ "name": "", "url": "ftp://x", "events": [], "template": "{{ oops" });
+        let paths: Vec<_> = Relay
+            .validate(&section(rule))
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "rules[0].name",
+                "rules[0].url",
+                "rules[0].events",
+                "rules[0].template"
+            ]
+        );
+    }
+
+    #[test]
+    fn invalid_url_message_hides_the_url() {
+        let rule =
+            json!({ "name": "a", "url": "nota-url-token123", "events": ["*"], "template": "x" });
+        let errors = Relay.validate(&section(rule));
+        assert_eq!(errors.len(), 1);
+        assert!(!errors[0].message.contains("token123"));
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let rule = json!({ "name": "a", "url": "https://c.example.com", "events": ["*"],
+                           "template": "x", "colour": "red" });
+        let errors = Relay.validate(&section(rule));
+        assert!(errors[0].message.contains("colour"), "{errors:?}");
+    }
+
+    #[test]
+    fn template_renders_nested_fields_and_blanks_missing_ones() {
+        let context = json!({ "topic": { "title": "Hello", "created_by": { "username": "ann" } } });
+        let text = render(
+            "New topic {{topic.title}} by {{topic.created_by.username}}{{topic.nope}}",
+            &context,
+        );
+        assert_eq!(text.expect("renders"), "New topic Hello by ann");
+    }
+
+    #[test]
+    fn urls_are_masked() {
+        let mut value = section(json!({ "name": "a", "url": "https://c.example.com/secret" }));
+        Relay.mask_secrets(&mut value);
+        assert_eq!(value["rules"][0]["url"], MASK);
+    }
+}

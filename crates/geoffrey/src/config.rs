@@ -1,0 +1,268 @@
+//! Geoffrey's own settings: built-in defaults, then a TOML file, then `GEOFFREY_*` environment
+//! variables, where a double underscore separates sections (`GEOFFREY_WORKER__CONCURRENCY=8`).
+//! `geoffrey.example.toml` at the repository root documents every key.
+//!
+//! This is the only module that reads the environment. Per-instance configuration (the
+//! `CONFIG` document) lives in the store, see [`crate::instance`].
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// File read from the working directory when no file is named.
+pub const DEFAULT_FILE: &str = "geoffrey.toml";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Folder for the embedded store and queue.
+    pub data_dir: PathBuf,
+    pub server: ServerSettings,
+    pub worker: WorkerSettings,
+    pub intake: IntakeSettings,
+    pub sqlite: SqliteSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    /// Base URL Discourse reaches this server at, used to print webhook URLs. Defaults to
+    /// `http://` and the listen address.
+    pub public_url: Option<String>,
+    /// Largest accepted webhook body in bytes; larger ones get 413.
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Jobs one process runs at the same time; 0 runs no worker.
+    pub concurrency: usize,
+    /// Time one attempt may take before it is abandoned and retried.
+    #[serde(with = "humantime_serde")]
+    pub job_timeout: Duration,
+    /// Time a taken job stays with its worker; after that it is handed out again. Must exceed
+    /// `job_timeout`, or a slow attempt could run twice at once.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// Attempts before a job becomes a failed job.
+    pub max_attempts: u32,
+    /// First retry delay; each further retry doubles it, with jitter.
+    #[serde(with = "humantime_serde")]
+    pub backoff_base: Duration,
+    /// Largest retry delay.
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// On shutdown, time given to running jobs before they are given back to the queue.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Longest idle wait between checks for due jobs.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IntakeSettings {
+    /// A delivery with the same event and body as one accepted this recently is a duplicate.
+    /// Discourse's automatic retries come 1, 5, 25 and 125 minutes apart with new event ids,
+    /// so the default of 3 hours covers all of them.
+    #[serde(with = "humantime_serde")]
+    pub duplicate_window: Duration,
+    /// How long accepted event ids are remembered. Discourse keeps events, and so allows
+    /// redelivering them, for 30 days by default.
+    #[serde(with = "humantime_serde")]
+    pub event_id_retention: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SqliteSettings {
+    /// How long a write waits for another process's lock before it fails (and the delivery
+    /// gets 503).
+    #[serde(with = "humantime_serde")]
+    pub busy_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("geoffrey-data"),
+            server: ServerSettings::default(),
+            worker: WorkerSettings::default(),
+            intake: IntakeSettings::default(),
+            sqlite: SqliteSettings::default(),
+        }
+    }
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            max_body_bytes: 2 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            job_timeout: Duration::from_secs(30),
+            lease: Duration::from_secs(120),
+            max_attempts: 8,
+            backoff_base: Duration::from_secs(10),
+            backoff_max: Duration::from_secs(3600),
+            shutdown_grace: Duration::from_secs(20),
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Default for IntakeSettings {
+    fn default() -> Self {
+        Self {
+            duplicate_window: Duration::from_secs(3 * 3600),
+            event_id_retention: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+impl Default for SqliteSettings {
+    fn default() -> Self {
+        Self {
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("configuration file {0} not found; create it or leave out --config")]
+    FileNotFound(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (or `geoffrey.toml` if it exists), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, SettingsError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        match file {
+            Some(path) if !path.exists() => {
+                return Err(SettingsError::FileNotFound(path.to_path_buf()));
+            }
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            None => figment = figment.merge(Toml::file_exact(DEFAULT_FILE)),
+        }
+        let env = Env::prefixed("GEOFFREY_")
+            .split("__")
+            .ignore(&["config", "log"]);
+        let settings: Settings = figment
+            .merge(env)
+            .extract()
+            .map_err(|err| SettingsError::Invalid(err.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks values that parse but cannot work together.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let worker = &self.worker;
+        if worker.lease <= worker.job_timeout {
+            return Err(SettingsError::Invalid(format!(
+                "worker.lease ({}) must be longer than worker.job_timeout ({}), or a slow job \
+                 could run twice at once; raise worker.lease",
+                humantime::format_duration(worker.lease),
+                humantime::format_duration(worker.job_timeout),
+            )));
+        }
+        if worker.max_attempts == 0 {
+            return Err(SettingsError::Invalid(
+                "worker.max_attempts is 0; set it to 1 or more".to_string(),
+            ));
+        }
+        if self.server.max_body_bytes == 0 {
+            return Err(SettingsError::Invalid(
+                "server.max_body_bytes is 0; set it to the largest body to accept, in bytes"
+                    .to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Returns the base URL Discourse should send webhooks to.
+    pub fn public_url(&self) -> String {
+        match &self.server.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.server.listen),
+        }
+    }
+
+    pub fn store_dir(&self) -> PathBuf {
+        self.data_dir.join("instances")
+    }
+
+    pub fn queue_file(&self) -> PathBuf {
+        self.data_dir.join("queue.sqlite")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(Settings::default().validate().is_ok());
+    }
+
+    #[test]
+    fn lease_shorter_than_timeout_is_rejected() {
+        let mut settings = Settings::default();
+        settings.worker.lease = Duration::from_secs(10);
+        let err = settings
+            .validate()
+            .expect_err("lease below timeout must fail");
+        assert!(err.to_string().contains("worker.lease"), "{err}");
+    }
+
+    #[test]
+    fn file_and_environment_override_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "custom.toml",
+                "data_dir = \"/tmp/g\"\n[worker]\nconcurrency = 9\njob_timeout = \"5s\"\n",
+            )?;
+            jail.set_env("GEOFFREY_WORKER__CONCURRENCY", "3");
+            let settings = Settings::load(Some(Path::new("custom.toml"))).expect("loads");
+            assert_eq!(settings.data_dir, PathBuf::from("/tmp/g"));
+            assert_eq!(settings.worker.concurrency, 3);
+            assert_eq!(settings.worker.job_timeout, Duration::from_secs(5));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_key_is_rejected() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "[worker]\nconcurency = 9\n")?;
+            let err = Settings::load(Some(Path::new("bad.toml"))).expect_err("typo must fail");
+            assert!(err.to_string().contains("concurency"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_named_file_is_an_error() {
+        let err = Settings::load(Some(Path::new("/nonexistent/geoffrey.toml")))
+            .expect_err("missing file must fail");
+        assert!(matches!(err, SettingsError::FileNotFound(_)));
+    }
+}

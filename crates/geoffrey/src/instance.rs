@@ -1,0 +1,329 @@
+//! An instance: one Discourse forum, with its own database and its `CONFIG` document.
+//!
+//! `CONFIG` holds the Discourse URL, the webhook secret and one section per app under `apps`.
+//! Every write goes through [`validate`], which checks the whole document and reports each
+//! invalid field, so a bad configuration is rejected before anything is stored.
+
+use crate::apps::{AppRegistry, FieldError};
+use crate::secret::{MASK, Secret};
+use crate::store::{Store, StoreError};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Id of the configuration document in every instance database.
+pub const CONFIG_ID: &str = "CONFIG";
+
+/// Shortest webhook secret Discourse itself accepts.
+pub const MIN_SECRET_LEN: usize = 12;
+
+const MAX_NAME_LEN: usize = 64;
+
+/// The `CONFIG` document, parsed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceConfig {
+    /// Base URL of the forum, such as `https://forum.example.com`.
+    pub discourse_url: String,
+    /// Key of the `X-Discourse-Event-Signature` HMAC; empty only with `accept_unsigned`.
+    #[serde(default)]
+    pub webhook_secret: Secret,
+    /// Accepts deliveries without a signature header. Off by default; a delivery that has
+    /// the header is still checked.
+    #[serde(default)]
+    pub accept_unsigned: bool,
+    /// One section per app, keyed by the app's name.
+    #[serde(default)]
+    pub apps: Map<String, Value>,
+}
+
+/// A configuration as read from the store, with the revision a later save must name.
+#[derive(Debug, Clone)]
+pub struct StoredConfig {
+    pub rev: String,
+    pub config: InstanceConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstanceError {
+    #[error("invalid instance name {name:?}: {reason}")]
+    InvalidName { name: String, reason: &'static str },
+    #[error("instance {0:?} not found; `geoffrey instance list` shows the instances")]
+    NotFound(String),
+    #[error("instance {0:?} already exists")]
+    Exists(String),
+    #[error("invalid configuration:\n{}", format_field_errors(.0))]
+    Invalid(Vec<FieldError>),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for InstanceError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::DatabaseNotFound(name) => InstanceError::NotFound(name),
+            StoreError::DatabaseExists(name) => InstanceError::Exists(name),
+            other => InstanceError::Store(other),
+        }
+    }
+}
+
+fn format_field_errors(errors: &[FieldError]) -> String {
+    let lines: Vec<String> = errors
+        .iter()
+        .map(|e| format!("  {}: {}", e.path, e.message))
+        .collect();
+    lines.join("\n")
+}
+
+/// Checks an instance name: 1 to 64 characters, lowercase letters, digits, `_` and `-`,
+/// starting with a letter. These names are valid CouchDB database names and file names on
+/// every platform, and never contain `/`.
+pub fn validate_name(name: &str) -> Result<(), InstanceError> {
+    let invalid = |reason| {
+        Err(InstanceError::InvalidName {
+            name: name.to_string(),
+            reason,
+        })
+    };
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return invalid("use 1 to 64 characters");
+    }
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return invalid("start with a lowercase letter");
+    }
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-';
+    if !name.chars().all(allowed) {
+        return invalid("use only lowercase letters, digits, '_' and '-'");
+    }
+    Ok(())
+}
+
+/// Parses and checks a whole `CONFIG` document. Returns every invalid field at once.
+pub fn validate(document: &Value, apps: &AppRegistry) -> Result<InstanceConfig, InstanceError> {
+    let mut body = document.clone();
+    if let Some(object) = body.as_object_mut() {
+        object.remove("_id");
+        object.remove("_rev");
+    }
+    let config: InstanceConfig = serde_path_to_error::deserialize(&body).map_err(|err| {
+        let path = err.path().to_string();
+        InstanceError::Invalid(vec![FieldError::new(path, err.into_inner().to_string())])
+    })?;
+
+    let mut errors = Vec::new();
+    check_discourse_url(&config.discourse_url, &mut errors);
+    check_secret(&config, &mut errors);
+    for (name, section) in &config.apps {
+        match apps.get(name) {
+            Some(app) => errors.extend(
+                app.validate(section)
+                    .into_iter()
+                    .map(|e| e.within(&format!("apps.{name}"))),
+            ),
+            None => errors.push(FieldError::new(
+                format!("apps.{name}"),
+                format!("unknown app; available apps: {}", apps.names().join(", ")),
+            )),
+        }
+    }
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(InstanceError::Invalid(errors))
+    }
+}
+
+fn check_discourse_url(url: &str, errors: &mut Vec<FieldError>) {
+    match reqwest::Url::parse(url) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.has_host() => {}
+        _ => errors.push(FieldError::new(
+            "discourse_url",
+            format!("{url:?} is not an http or https URL; use the forum's base URL"),
+        )),
+    }
+}
+
+fn check_secret(config: &InstanceConfig, errors: &mut Vec<FieldError>) {
+    let secret = config.webhook_secret.expose();
+    if secret.is_empty() && !config.accept_unsigned {
+        errors.push(FieldError::new(
+            "webhook_secret",
+            "missing; set a secret, or set accept_unsigned to true to accept unsigned deliveries",
+        ));
+    } else if !secret.is_empty() && secret.len() < MIN_SECRET_LEN {
+        errors.push(FieldError::new(
+            "webhook_secret",
+            format!(
+                "too short ({} characters); Discourse requires at least 12",
+                secret.len()
+            ),
+        ));
+    }
+}
+
+/// Returns the configuration as JSON with every secret replaced by [`MASK`].
+pub fn masked(config: &InstanceConfig, apps: &AppRegistry) -> Value {
+    let mut value = serde_json::to_value(config).unwrap_or(Value::Null);
+    if !config.webhook_secret.is_empty() {
+        value["webhook_secret"] = Value::from(MASK);
+    }
+    if let Some(sections) = value.get_mut("apps").and_then(Value::as_object_mut) {
+        for (name, section) in sections.iter_mut() {
+            if let Some(app) = apps.get(name) {
+                app.mask_secrets(section);
+            }
+        }
+    }
+    value
+}
+
+/// Replaces every [`MASK`] string in `new` with the value at the same place in `old`, so a
+/// configuration shown masked can be edited and saved back without retyping its secrets.
+pub fn unmask(new: &mut Value, old: &Value) {
+    match new {
+        Value::String(text) if text == MASK => *new = old.clone(),
+        Value::Object(fields) => {
+            for (key, value) in fields.iter_mut() {
+                unmask(value, old.get(key).unwrap_or(&Value::Null));
+            }
+        }
+        Value::Array(items) => {
+            for (index, value) in items.iter_mut().enumerate() {
+                unmask(value, old.get(index).unwrap_or(&Value::Null));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Reads and parses an instance's `CONFIG`.
+pub async fn load(store: &dyn Store, name: &str) -> Result<StoredConfig, InstanceError> {
+    let document = store
+        .get(name, CONFIG_ID)
+        .await?
+        .ok_or_else(|| InstanceError::NotFound(name.into()))?;
+    let config = serde_json::from_value(document.body).map_err(|err| {
+        InstanceError::Store(StoreError::Corrupt(format!("CONFIG of {name:?}: {err}")))
+    })?;
+    Ok(StoredConfig {
+        rev: document.rev,
+        config,
+    })
+}
+
+/// Creates the instance's database and its first `CONFIG`, with a new webhook secret.
+pub async fn create(
+    store: &dyn Store,
+    apps: &AppRegistry,
+    name: &str,
+    discourse_url: &str,
+) -> Result<InstanceConfig, InstanceError> {
+    validate_name(name)?;
+    let config = InstanceConfig {
+        discourse_url: discourse_url.trim_end_matches('/').to_string(),
+        webhook_secret: Secret::generate(),
+        accept_unsigned: false,
+        apps: Map::new(),
+    };
+    let body = serde_json::to_value(&config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    validate(&body, apps)?;
+    store.create_database(name).await?;
+    store.put(name, CONFIG_ID, None, &body).await?;
+    Ok(config)
+}
+
+/// Validates and saves a new `CONFIG`. `rev` is the revision the edit started from; masked
+/// secrets in `document` keep their stored values. Returns the new revision.
+pub async fn save(
+    store: &dyn Store,
+    apps: &AppRegistry,
+    name: &str,
+    rev: &str,
+    mut document: Value,
+) -> Result<String, InstanceError> {
+    let current = load(store, name).await?;
+    let stored = serde_json::to_value(&current.config).unwrap_or(Value::Null);
+    unmask(&mut document, &stored);
+    let config = validate(&document, apps)?;
+    let body = serde_json::to_value(&config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(store.put(name, CONFIG_ID, Some(rev), &body).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn registry() -> AppRegistry {
+        AppRegistry::builtin()
+    }
+
+    #[test]
+    fn names_follow_database_rules() {
+        for good in ["forum", "my-forum_2", "a"] {
+            assert!(validate_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "Forum",
+            "2forum",
+            "my/forum",
+            "my forum",
+            &"a".repeat(65),
+        ] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn valid_config_passes() {
+        let document = json!({
+            "discourse_url": "https://forum.example.com",
+            "webhook_secret": "fixture-secret",
+        });
+        let config = validate(&document, &registry()).expect("valid");
+        assert_eq!(config.webhook_secret.expose(), "fixture-secret");
+    }
+
+    #[test]
+    fn every_invalid_field_is_reported() {
+        let document = json!({
+            "discourse_url": "forum.example.com",
+            "webhook_secret": "short",
+            "apps": { "nosuchapp": {} },
+        });
+        let Err(InstanceError::Invalid(errors)) = validate(&document, &registry()) else {
+            panic!("expected field errors");
+        };
+        let paths: Vec<_> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["discourse_url", "webhook_secret", "apps.nosuchapp"]);
+    }
+
+    #[test]
+    fn unsigned_needs_opt_in() {
+        let document = json!({ "discourse_url": "https://forum.example.com" });
+        assert!(validate(&document, &registry()).is_err());
+        let document = json!({ "discourse_url": "https://f.example.com", "accept_unsigned": true });
+        assert!(validate(&document, &registry()).is_ok());
+    }
+
+    #[test]
+    fn unknown_top_level_field_names_the_field() {
+        let document = json!({ "discourse_url": "https://f.example.com", "secret": "x" });
+        let err = validate(&document, &registry()).expect_err("unknown field");
+        assert!(err.to_string().contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn masked_then_unmasked_round_trips() {
+        let document = json!({
+            "discourse_url": "https://forum.example.com",
+            "webhook_secret": "fixture-secret",
+        });
+        let config = validate(&document, &registry()).expect("valid");
+        let mut shown = masked(&config, &registry());
+        assert_eq!(shown["webhook_secret"], MASK);
+        unmask(&mut shown, &document);
+        assert_eq!(shown["webhook_secret"], "fixture-secret");
+    }
+}

@@ -1,0 +1,156 @@
+//! Starting Geoffrey: the embedded store and queue, the API server and the workers, in one
+//! process. Tests call [`start`] with a listener on port 0; the binary calls it with the
+//! configured address and waits for a signal.
+
+use crate::api;
+use crate::apps::AppRegistry;
+use crate::cache::ConfigCache;
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::Settings;
+use crate::queue::QueueSettings;
+use crate::queue::sqlite::SqliteQueue;
+use crate::services::Services;
+use crate::store::sqlite::SqliteStore;
+use crate::worker::Worker;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Which parts of Geoffrey a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    pub server: bool,
+    pub worker: bool,
+}
+
+impl Roles {
+    pub const ALL: Roles = Roles {
+        server: true,
+        worker: true,
+    };
+}
+
+/// A running Geoffrey.
+pub struct Running {
+    /// Address the API server listens on, when it runs.
+    pub addr: Option<SocketAddr>,
+    pub services: Arc<Services>,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Returns a token that stops everything when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops taking requests and jobs, lets running jobs finish or releases them, and waits.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.wait().await;
+    }
+
+    /// Waits until everything has stopped after the shutdown token was cancelled.
+    pub async fn wait(self) {
+        for task in self.tasks {
+            if let Err(err) = task.await {
+                tracing::error!(error = %err, "a task of the process failed");
+            }
+        }
+    }
+}
+
+/// Opens the embedded store and queue under `settings.data_dir`.
+pub async fn open_embedded(
+    settings: &Settings,
+    clock: SharedClock,
+) -> anyhow::Result<Arc<Services>> {
+    let store = SqliteStore::open(&settings.store_dir(), settings.sqlite.busy_timeout)?;
+    let queue_settings = QueueSettings {
+        lease: settings.worker.lease,
+        max_attempts: settings.worker.max_attempts,
+        duplicate_window: settings.intake.duplicate_window,
+        event_id_retention: settings.intake.event_id_retention,
+    };
+    let queue = SqliteQueue::open(
+        &settings.queue_file(),
+        settings.sqlite.busy_timeout,
+        queue_settings,
+        clock.clone(),
+    )?;
+    queue.migrate().await?;
+    let configs = ConfigCache::new(store.clone());
+    Ok(Arc::new(Services {
+        settings: settings.clone(),
+        store,
+        queue,
+        configs,
+        apps: AppRegistry::builtin(),
+        clock,
+    }))
+}
+
+/// Starts the server (on `listener`, or on `settings.server.listen` when `None`) and the
+/// workers, on the embedded store and queue.
+pub async fn start(
+    settings: Settings,
+    listener: Option<TcpListener>,
+    roles: Roles,
+) -> anyhow::Result<Running> {
+    let services = open_embedded(&settings, Arc::new(SystemClock)).await?;
+    start_with(services, listener, roles).await
+}
+
+/// Starts the server and workers on services opened by the caller.
+pub async fn start_with(
+    services: Arc<Services>,
+    listener: Option<TcpListener>,
+    roles: Roles,
+) -> anyhow::Result<Running> {
+    let shutdown = CancellationToken::new();
+    let mut tasks = Vec::new();
+    let mut addr = None;
+
+    if roles.server {
+        let listener = match listener {
+            Some(listener) => listener,
+            None => TcpListener::bind(services.settings.server.listen)
+                .await
+                .map_err(|err| {
+                    anyhow::anyhow!(
+                        "cannot listen on {}: {err}; set server.listen to a free address",
+                        services.settings.server.listen
+                    )
+                })?,
+        };
+        let local = listener.local_addr()?;
+        addr = Some(local);
+        let app = api::router(services.clone());
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(err) = served {
+                tracing::error!(error = %err, "the API server failed");
+            }
+        }));
+        tracing::info!(address = %local, "API server listening");
+    }
+
+    if roles.worker && services.settings.worker.concurrency > 0 {
+        let worker = Worker::new(services.clone())?;
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move { worker.run(stop).await }));
+    }
+
+    Ok(Running {
+        addr,
+        services,
+        shutdown,
+        tasks,
+    })
+}

@@ -1,0 +1,18 @@
+//! The shared parts a running Geoffrey is made of, handed to the API server and the workers.
+
+use crate::apps::AppRegistry;
+use crate::cache::ConfigCache;
+use crate::clock::SharedClock;
+use crate::config::Settings;
+use crate::queue::Queue;
+use crate::store::Store;
+use std::sync::Arc;
+
+pub struct Services {
+    pub settings: Settings,
+    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn Queue>,
+    pub configs: Arc<ConfigCache>,
+    pub apps: AppRegistry,
+    pub clock: SharedClock,
+}

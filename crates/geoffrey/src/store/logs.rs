@@ -1,0 +1,108 @@
+//! Log entries: one document per job attempt, ordered by time.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+use time::OffsetDateTime;
+
+/// What one attempt of a job came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Succeeded,
+    /// Failed transiently; another attempt is scheduled.
+    Retrying,
+    /// Failed in a way that another attempt cannot fix; not retried.
+    FailedPermanently,
+    /// Failed on the last allowed attempt; the job is now a failed job that can be replayed.
+    FailedAfterRetries,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Succeeded,
+        Outcome::Retrying,
+        Outcome::FailedPermanently,
+        Outcome::FailedAfterRetries,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Retrying => "retrying",
+            Outcome::FailedPermanently => "failed_permanently",
+            Outcome::FailedAfterRetries => "failed_after_retries",
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Outcome {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Outcome::ALL
+            .into_iter()
+            .find(|outcome| outcome.as_str() == value)
+            .ok_or_else(|| {
+                let names: Vec<_> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
+                format!(
+                    "unknown outcome {value:?}; expected one of {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// One attempt of one job, as written to the instance's database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// UUIDv7, so that ids sort by creation time; also the paging cursor.
+    pub id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub job_id: String,
+    /// `X-Discourse-Event-Id` of the delivery, when it had one.
+    pub event_id: Option<String>,
+    pub event: String,
+    pub app: String,
+    pub feature: String,
+    /// The configured item the feature ran for, such as a relay rule's name.
+    pub target: Option<String>,
+    pub attempt: u32,
+    pub outcome: Outcome,
+    /// HTTP status of the third party's response, when there was one.
+    pub status: Option<u16>,
+    /// The start of the third party's response body.
+    pub response: Option<String>,
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
+/// Filters for reading log entries. Every filter that is set must match.
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    pub app: Option<String>,
+    pub feature: Option<String>,
+    pub outcome: Option<Outcome>,
+    pub event: Option<String>,
+    pub since: Option<OffsetDateTime>,
+    pub until: Option<OffsetDateTime>,
+    /// Returns entries older than this id, newest first (the next page).
+    pub before: Option<String>,
+    /// Returns entries newer than this id, oldest first (for following new entries).
+    pub after: Option<String>,
+    pub limit: usize,
+}
+
+/// One page of log entries and the cursor for the next, older page.
+#[derive(Debug, Clone, Default)]
+pub struct LogPage {
+    pub entries: Vec<LogEntry>,
+    pub next_before: Option<String>,
+}

@@ -1,0 +1,88 @@
+//! The document store: one database per instance, holding its `CONFIG`, app state and the log
+//! of every job attempt.
+//!
+//! The model is CouchDB's, so that the embedded SQLite store and a CouchDB server fit the same
+//! trait: documents have an id and a revision, and a write that names a stale revision fails
+//! with [`StoreError::Conflict`] instead of overwriting. Log entries are append-only and are
+//! read newest first with cursor paging.
+
+mod logs;
+pub mod sqlite;
+
+pub use logs::{LogEntry, LogPage, LogQuery, Outcome};
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+/// A stored document and the revision it was read at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    pub id: String,
+    pub rev: String,
+    pub body: Value,
+}
+
+/// A change notification: `id` is `None` when the store only knows that something in the
+/// database changed, for example after a write by another process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub db: String,
+    pub id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {0:?} not found")]
+    DatabaseNotFound(String),
+    #[error("database {0:?} already exists")]
+    DatabaseExists(String),
+    #[error(
+        "document {id:?} in database {db:?} was changed since revision {rev:?} was read; \
+         read it again and reapply the change"
+    )]
+    Conflict { db: String, id: String, rev: String },
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates an empty database. Fails with `DatabaseExists` if it is already there.
+    async fn create_database(&self, db: &str) -> StoreResult<()>;
+
+    /// Lists database names in lexical order.
+    async fn list_databases(&self) -> StoreResult<Vec<String>>;
+
+    /// Reads one document; `Ok(None)` when the database has no such document.
+    async fn get(&self, db: &str, id: &str) -> StoreResult<Option<Document>>;
+
+    /// Writes a document and returns its new revision. `rev` must be the revision the caller
+    /// read, or `None` to create a new document; anything else fails with `Conflict`.
+    async fn put(&self, db: &str, id: &str, rev: Option<&str>, body: &Value)
+    -> StoreResult<String>;
+
+    /// Appends log entries in one write.
+    async fn append_logs(&self, db: &str, entries: &[LogEntry]) -> StoreResult<()>;
+
+    /// Reads log entries matching `query`, newest first (oldest first with `after`).
+    async fn query_logs(&self, db: &str, query: &LogQuery) -> StoreResult<LogPage>;
+
+    /// Subscribes to change notifications for every database.
+    fn changes(&self) -> broadcast::Receiver<Change>;
+
+    /// Checks that the store answers.
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// Tells whether a change may have touched an instance's `CONFIG`.
+pub fn instance_changed(change: &Change) -> bool {
+    change
+        .id
+        .as_deref()
+        .is_none_or(|id| id == crate::instance::CONFIG_ID)
+}
