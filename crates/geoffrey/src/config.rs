@@ -159,7 +159,10 @@ impl Settings {
                 return Err(SettingsError::FileNotFound(path.to_path_buf()));
             }
             Some(path) => figment = figment.merge(Toml::file_exact(path)),
-            None => figment = figment.merge(Toml::file_exact(DEFAULT_FILE)),
+            None if Path::new(DEFAULT_FILE).exists() => {
+                figment = figment.merge(Toml::file_exact(DEFAULT_FILE));
+            }
+            None => {}
         }
         let env = Env::prefixed("GEOFFREY_")
             .split("__")

@@ -211,17 +211,19 @@ pub async fn load(store: &dyn Store, name: &str) -> Result<StoredConfig, Instanc
     })
 }
 
-/// Creates the instance's database and its first `CONFIG`, with a new webhook secret.
+/// Creates the instance's database and its first `CONFIG`, with `webhook_secret` or a
+/// generated one. Nothing is created if the name or the configuration is invalid.
 pub async fn create(
     store: &dyn Store,
     apps: &AppRegistry,
     name: &str,
     discourse_url: &str,
+    webhook_secret: Option<Secret>,
 ) -> Result<InstanceConfig, InstanceError> {
     validate_name(name)?;
     let config = InstanceConfig {
         discourse_url: discourse_url.trim_end_matches('/').to_string(),
-        webhook_secret: Secret::generate(),
+        webhook_secret: webhook_secret.unwrap_or_else(Secret::generate),
         accept_unsigned: false,
         apps: Map::new(),
     };

@@ -6,6 +6,8 @@
 //! to the instance's database. [`run`] wires these together in one process; the `geoffrey`
 //! binary in the `cli` crate is a thin layer over this library.
 
+#![warn(clippy::print_stdout)]
+
 pub mod api;
 pub mod apps;
 pub mod cache;

@@ -1,0 +1,64 @@
+//! `geoffrey config show|set|schema`.
+
+use crate::args::ConfigCommand;
+use anyhow::Context;
+use geoffrey::instance;
+use geoffrey::services::Services;
+use serde_json::Value;
+use std::io::Read;
+use std::sync::Arc;
+
+pub async fn run(services: Arc<Services>, command: ConfigCommand) -> anyhow::Result<()> {
+    match command {
+        ConfigCommand::Show { name } => {
+            let stored = instance::load(services.store.as_ref(), &name).await?;
+            let mut shown = instance::masked(&stored.config, &services.apps);
+            shown["_rev"] = Value::from(stored.rev);
+            println!("{}", serde_json::to_string_pretty(&shown)?);
+        }
+        ConfigCommand::Set { name, file } => {
+            let text = read_input(file.as_deref())?;
+            let mut document: Value = serde_json::from_str(&text).context(
+                "the configuration is not valid JSON; `geoffrey config show` prints an example",
+            )?;
+            let rev = match document.as_object_mut().and_then(|o| o.remove("_rev")) {
+                Some(Value::String(rev)) => rev,
+                _ => instance::load(services.store.as_ref(), &name).await?.rev,
+            };
+            let rev = instance::save(
+                services.store.as_ref(),
+                &services.apps,
+                &name,
+                &rev,
+                document,
+            )
+            .await?;
+            eprintln!("Saved the configuration of {name:?} (revision {rev}).");
+        }
+        ConfigCommand::Schema { app } => {
+            let Some(found) = services.apps.get(&app) else {
+                anyhow::bail!(
+                    "unknown app {app:?}; available apps: {}",
+                    services.apps.names().join(", ")
+                );
+            };
+            println!("{}", serde_json::to_string_pretty(&found.schema())?);
+        }
+    }
+    Ok(())
+}
+
+fn read_input(file: Option<&std::path::Path>) -> anyhow::Result<String> {
+    match file {
+        Some(path) if path.as_os_str() != "-" => {
+            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+        }
+        _ => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("cannot read stdin")?;
+            Ok(text)
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! `geoffrey instance create|list`.
+
+use crate::args::InstanceCommand;
+use geoffrey::instance::{self, InstanceConfig};
+use geoffrey::secret::Secret;
+use geoffrey::services::Services;
+use std::sync::Arc;
+
+pub async fn run(services: Arc<Services>, command: InstanceCommand) -> anyhow::Result<()> {
+    match command {
+        InstanceCommand::Create {
+            name,
+            discourse_url,
+            webhook_secret,
+        } => {
+            let secret = webhook_secret.map(Secret::new);
+            let config = instance::create(
+                services.store.as_ref(),
+                &services.apps,
+                &name,
+                &discourse_url,
+                secret,
+            )
+            .await?;
+            print_webhook_settings(&services, &name, &config);
+        }
+        InstanceCommand::List => {
+            for name in services.store.list_databases().await? {
+                println!("{name}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_webhook_settings(services: &Services, name: &str, config: &InstanceConfig) {
+    let url = format!("{}/hooks/discourse/{name}", services.settings.public_url());
+    println!("Created instance {name:?} for {}.", config.discourse_url);
+    println!();
+    println!("In Discourse, open Admin > API > Webhooks > New Webhook and enter:");
+    println!("  Payload URL:   {url}");
+    println!("  Content type:  application/json");
+    println!("  Secret:        {}", config.webhook_secret.expose());
+    println!("  Events:        the events your apps use, or \"Send me everything\"");
+    println!();
+    println!("The secret is printed only now; `geoffrey config show {name}` masks it.");
+    println!("Next: add apps with `geoffrey config set {name}`.");
+}

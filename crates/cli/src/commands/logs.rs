@@ -1,0 +1,101 @@
+//! `geoffrey logs`: an instance's job log, with filters and `--follow`.
+
+use crate::args::LogsArgs;
+use geoffrey::services::Services;
+use geoffrey::store::{LogEntry, LogQuery, Outcome};
+use std::sync::Arc;
+use std::time::Duration;
+
+const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
+
+pub async fn run(services: Arc<Services>, args: LogsArgs) -> anyhow::Result<()> {
+    let outcome = args
+        .outcome
+        .as_deref()
+        .map(str::parse::<Outcome>)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let since = args
+        .since
+        .map(|age| services.clock.now() - Duration::from(age));
+    let mut query = LogQuery {
+        app: args.app.clone(),
+        feature: args.feature.clone(),
+        outcome,
+        event: args.event.clone(),
+        since,
+        until: None,
+        before: args.before.clone(),
+        after: None,
+        limit: args.limit,
+    };
+    let store = &services.store;
+    let page = store.query_logs(&args.name, &query).await?;
+    let newest = page.entries.first().map(|entry| entry.id.clone());
+    for entry in page.entries.iter().rev() {
+        print_entry(entry, args.json)?;
+    }
+    if !args.follow {
+        if let Some(cursor) = page.next_before {
+            eprintln!(
+                "Older entries: geoffrey logs {} --before {cursor}",
+                args.name
+            );
+        }
+        return Ok(());
+    }
+
+    query.before = None;
+    query.after = newest.or_else(|| Some(uuid::Uuid::nil().to_string()));
+    loop {
+        tokio::time::sleep(FOLLOW_INTERVAL).await;
+        let page = store.query_logs(&args.name, &query).await?;
+        for entry in &page.entries {
+            print_entry(entry, args.json)?;
+        }
+        if let Some(last) = page.entries.last() {
+            query.after = Some(last.id.clone());
+        }
+    }
+}
+
+fn print_entry(entry: &LogEntry, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(entry)?);
+        return Ok(());
+    }
+    let at = entry
+        .at
+        .format(&time::format_description::well_known::Rfc3339)?;
+    let target = entry
+        .target
+        .as_deref()
+        .map(|t| format!("[{t}]"))
+        .unwrap_or_default();
+    let event_id = entry
+        .event_id
+        .as_deref()
+        .map(|id| format!(" #{id}"))
+        .unwrap_or_default();
+    let status = entry
+        .status
+        .map(|s| format!(" HTTP {s}"))
+        .unwrap_or_default();
+    let error = entry
+        .error
+        .as_deref()
+        .map(|e| format!(" error: {e}"))
+        .unwrap_or_default();
+    println!(
+        "{at} {outcome:<20} {app}.{feature}{target} {event}{event_id} attempt {attempt}{status} \
+         {duration}ms{error} job {job}",
+        outcome = entry.outcome.as_str(),
+        app = entry.app,
+        feature = entry.feature,
+        event = entry.event,
+        attempt = entry.attempt,
+        duration = entry.duration_ms,
+        job = entry.job_id,
+    );
+    Ok(())
+}
