@@ -1,0 +1,8 @@
+//! Integration tests of the library, in one test binary.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod captured;
+mod intake;
+mod relay;
+mod sqlite;

@@ -1,0 +1,333 @@
+//! The relay app through the whole pipeline: intake, queue, worker, a local chat receiver,
+//! and the log entries each attempt leaves.
+
+use geoffrey::clock::ManualClock;
+use geoffrey::run::Roles;
+use geoffrey::store::{LogEntry, Outcome};
+use serde_json::json;
+use std::time::Duration;
+use testkit::fixtures;
+use testkit::geoffrey::{TestGeoffrey, relay_apps, relay_rule};
+use testkit::receiver::{Receiver, Reply};
+
+const TOPIC_TEMPLATE: &str = "New topic {{topic.title}} by {{topic.created_by.username}}";
+
+async fn relay_to(receiver: &Receiver) -> TestGeoffrey {
+    let geoffrey = TestGeoffrey::start().await;
+    let rule = relay_rule("topics", &receiver.url, &["topic_created"], TOPIC_TEMPLATE);
+    geoffrey
+        .create_instance("forum", relay_apps(vec![rule]))
+        .await;
+    geoffrey
+}
+
+fn outcomes(logs: &[LogEntry]) -> Vec<(u32, Outcome)> {
+    let mut outcomes: Vec<_> = logs
+        .iter()
+        .map(|entry| (entry.attempt, entry.outcome))
+        .collect();
+    outcomes.sort_by_key(|(attempt, _)| *attempt);
+    outcomes
+}
+
+#[tokio::test]
+async fn topic_reaches_the_chat() {
+    let receiver = Receiver::start().await;
+    let geoffrey = relay_to(&receiver).await;
+    let (status, _) = geoffrey
+        .send("forum", &fixtures::signed("topic_created"))
+        .await;
+    assert_eq!(status, 200);
+
+    let logs = geoffrey.wait_for_logs("forum", 1).await;
+    assert_eq!(
+        receiver.texts(),
+        ["New topic Spring meetup - who's coming? 🌱 by ada_quill"]
+    );
+    let entry = &logs[0];
+    assert_eq!(entry.outcome, Outcome::Succeeded);
+    assert_eq!(entry.status, Some(200));
+    assert_eq!(entry.event, "topic_created");
+    assert_eq!(entry.event_id.as_deref(), Some("4111"));
+    assert_eq!(
+        (entry.app.as_str(), entry.feature.as_str()),
+        ("relay", "post_message")
+    );
+    assert_eq!(entry.target.as_deref(), Some("topics"));
+    assert_eq!(entry.attempt, 1);
+    assert_eq!(
+        geoffrey.services.queue.stats(None).await.unwrap(),
+        Default::default()
+    );
+}
+
+#[tokio::test]
+async fn unsubscribed_events_make_no_jobs() {
+    let receiver = Receiver::start().await;
+    let geoffrey = relay_to(&receiver).await;
+    let (status, body) = geoffrey
+        .send("forum", &fixtures::signed("post_created"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["jobs"], 0);
+}
+
+#[tokio::test]
+async fn server_error_is_retried_until_success() {
+    let receiver = Receiver::start().await;
+    receiver.script([Reply::status(503), Reply::status(429)]);
+    let geoffrey = relay_to(&receiver).await;
+    geoffrey
+        .send("forum", &fixtures::signed("topic_created"))
+        .await;
+
+    let logs = geoffrey.wait_for_logs("forum", 3).await;
+    assert_eq!(
+        outcomes(&logs),
+        [
+            (1, Outcome::Retrying),
+            (2, Outcome::Retrying),
+            (3, Outcome::Succeeded)
+        ]
+    );
+    let statuses: Vec<_> = logs.iter().rev().map(|entry| entry.status).collect();
+    assert_eq!(statuses, [Some(503), Some(429), Some(200)]);
+    assert_eq!(receiver.received().len(), 3);
+}
+
+#[tokio::test]
+async fn client_error_fails_permanently_without_retry() {
+    let receiver = Receiver::start().await;
+    receiver.always(Reply::status(404));
+    let geoffrey = relay_to(&receiver).await;
+    geoffrey
+        .send("forum", &fixtures::signed("topic_created"))
+        .await;
+
+    let logs = geoffrey.wait_for_logs("forum", 1).await;
+    assert_eq!(outcomes(&logs), [(1, Outcome::FailedPermanently)]);
+    assert_eq!(logs[0].status, Some(404));
+    let stats = geoffrey.services.queue.stats(Some("forum")).await.unwrap();
+    assert_eq!(
+        (stats.ready, stats.delayed, stats.leased, stats.failed),
+        (0, 0, 0, 1)
+    );
+    let failed = geoffrey
+        .services
+        .queue
+        .failed_jobs("forum", 10)
+        .await
+        .unwrap();
+    assert_eq!(failed[0].reason, "HTTP 404");
+}
+
+#[tokio::test]
+async fn exhausted_retries_become_a_replayable_failed_job() {
+    let receiver = Receiver::start().await;
+    receiver.script([Reply::status(500), Reply::status(502), Reply::status(500)]);
+    let geoffrey = relay_to(&receiver).await;
+    geoffrey
+        .send("forum", &fixtures::signed("topic_created"))
+        .await;
+
+    let logs = geoffrey.wait_for_logs("forum", 3).await;
+    assert_eq!(
+        outcomes(&logs),
+        [
+            (1, Outcome::Retrying),
+            (2, Outcome::Retrying),
+            (3, Outcome::FailedAfterRetries)
+        ]
+    );
+    let queue = &geoffrey.services.queue;
+    let failed = queue.failed_jobs("forum", 10).await.unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].job.attempt, 3);
+
+    queue.replay("forum", &failed[0].job.id).await.unwrap();
+    let logs = geoffrey.wait_for_logs("forum", 4).await;
+    assert_eq!(logs[0].outcome, Outcome::Succeeded);
+    assert_eq!(logs[0].attempt, 1);
+    assert_eq!(logs[0].job_id, failed[0].job.id);
+    assert!(queue.failed_jobs("forum", 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn unreachable_chat_is_a_transient_failure() {
+    // A port that was just free has no listener, so the connection is refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", closed.local_addr().unwrap());
+    drop(closed);
+    let geoffrey = TestGeoffrey::start().await;
+    let rule = relay_rule("topics", &url, &["topic_created"], TOPIC_TEMPLATE);
+    geoffrey
+        .create_instance("forum", relay_apps(vec![rule]))
+        .await;
+    geoffrey
+        .send("forum", &fixtures::signed("topic_created"))
+        .await;
+
+    let logs = geoffrey.wait_for_logs("forum", 3).await;
+    assert_eq!(outcomes(&logs)[2], (3, Outcome::FailedAfterRetries));
+    for entry in &logs {
+        assert_eq!(entry.status, None);
+        let error = entry.error.as_deref().unwrap();
+        assert!(error.starts_with("connection failed"), "{error}");
+        assert!(!error.contains(&url), "the URL is a secret: {error}");
+    }
+}
+
+#[tokio::test]
+async fn slow_chat_times_out_and_is_retried() {
+    let receiver = Receiver::start().await;
+    receiver.script([Reply::after(Duration::from_secs(3), 200)]);
+    let geoffrey = TestGeoffrey::start_with(
+        |settings| settings.worker.job_timeout = Duration::from_millis(300),
+        None,
+        Roles::ALL,
+    )
+    .await;
+    let rule = relay_rule("topics", &receiver.url, &["topic_created"], TOPIC_TEMPLATE);
+    geoffrey
+        .create_instance("forum", relay_apps(vec![rule]))
+        .await;
+    geoffrey
+        .send("forum", &fixtures::signed("topic_created"))
+        .await;
+
+    let logs = geoffrey.wait_for_logs("forum", 2).await;
+    assert_eq!(
+        outcomes(&logs),
+        [(1, Outcome::Retrying), (2, Outcome::Succeeded)]
+    );
+    let error = logs[1].error.as_deref().unwrap();
+    assert!(error.contains("timed out"), "{error}");
+}
+
+#[tokio::test]
+async fn retry_waits_for_the_backoff_delay() {
+    let receiver = Receiver::start().await;
+    receiver.script([Reply::status(503)]);
+    let clock = ManualClock::starting_at(1_800_000_000_000);
+    let geoffrey = TestGeoffrey::start_with(
+        |settings| {
+            settings.worker.backoff_base = Duration::from_secs(60);
+            settings.worker.backoff_max = Duration::from_secs(60);
+        },
+        Some(clock.clone()),
+        Roles::ALL,
+    )
+    .await;
+    let rule = relay_rule("topics", &receiver.url, &["topic_created"], TOPIC_TEMPLATE);
+    geoffrey
+        .create_instance("forum", relay_apps(vec![rule]))
+        .await;
+    geoffrey
+        .send("forum", &fixtures::signed("topic_created"))
+        .await;
+    geoffrey.wait_for_logs("forum", 1).await;
+
+    // Workers poll every 20 ms; in half a second of real time the delay has not passed.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.received().len(), 1);
+    assert_eq!(
+        geoffrey.services.queue.stats(None).await.unwrap().delayed,
+        1
+    );
+
+    clock.advance(Duration::from_secs(60));
+    let logs = geoffrey.wait_for_logs("forum", 2).await;
+    assert_eq!(
+        outcomes(&logs),
+        [(1, Outcome::Retrying), (2, Outcome::Succeeded)]
+    );
+}
+
+#[tokio::test]
+async fn filters_select_events() {
+    let receiver = Receiver::start().await;
+    let geoffrey = TestGeoffrey::start().await;
+    let mut other_category = relay_rule("elsewhere", &receiver.url, &["post_created"], "x");
+    other_category["category_ids"] = json!([999_999]);
+    let everything = relay_rule("all", &receiver.url, &["*"], "{{event.name}}");
+    geoffrey
+        .create_instance("forum", relay_apps(vec![other_category, everything]))
+        .await;
+
+    let (_, body) = geoffrey
+        .send("forum", &fixtures::signed("post_created"))
+        .await;
+    assert_eq!(body["jobs"], 1, "only the catch-all rule matches");
+    let (_, body) = geoffrey.send("forum", &fixtures::signed("ping")).await;
+    assert_eq!(body["status"], "pong", "a ping reaches no rule");
+    geoffrey.wait_for_logs("forum", 1).await;
+    assert_eq!(receiver.texts(), ["post_created"]);
+}
+
+#[tokio::test]
+async fn shutdown_lets_running_jobs_finish() {
+    let receiver = Receiver::start().await;
+    receiver.script([Reply::after(Duration::from_millis(500), 200)]);
+    let mut geoffrey = relay_to(&receiver).await;
+    geoffrey
+        .send("forum", &fixtures::signed("topic_created"))
+        .await;
+    testkit::eventually(Duration::from_secs(5), "the chat request", || async {
+        (!receiver.received().is_empty()).then_some(())
+    })
+    .await;
+
+    geoffrey.stop().await;
+    let logs = geoffrey.logs("forum").await;
+    assert_eq!(outcomes(&logs), [(1, Outcome::Succeeded)]);
+    assert_eq!(
+        geoffrey.services.queue.stats(None).await.unwrap(),
+        Default::default()
+    );
+}
+
+#[tokio::test]
+async fn shutdown_releases_jobs_that_outlast_the_grace_period() {
+    let receiver = Receiver::start().await;
+    receiver.script([Reply::after(Duration::from_secs(5), 200)]);
+    let mut geoffrey = TestGeoffrey::start_with(
+        |settings| {
+            settings.worker.shutdown_grace = Duration::from_millis(200);
+            settings.worker.job_timeout = Duration::from_secs(10);
+            settings.worker.lease = Duration::from_secs(20);
+        },
+        None,
+        Roles::ALL,
+    )
+    .await;
+    let rule = relay_rule("topics", &receiver.url, &["topic_created"], TOPIC_TEMPLATE);
+    geoffrey
+        .create_instance("forum", relay_apps(vec![rule]))
+        .await;
+    geoffrey
+        .send("forum", &fixtures::signed("topic_created"))
+        .await;
+    testkit::eventually(Duration::from_secs(5), "the chat request", || async {
+        (!receiver.received().is_empty()).then_some(())
+    })
+    .await;
+
+    let started = std::time::Instant::now();
+    geoffrey.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "stop waited for the slow job"
+    );
+    assert!(geoffrey.logs("forum").await.is_empty());
+    let queue = &geoffrey.services.queue;
+    assert_eq!(
+        queue.stats(None).await.unwrap().ready,
+        1,
+        "the job is back in the queue"
+    );
+    let lease = queue.take().await.unwrap().expect("released job");
+    assert_eq!(
+        lease.job.attempt, 1,
+        "the interrupted attempt does not count"
+    );
+}

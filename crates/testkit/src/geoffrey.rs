@@ -1,0 +1,161 @@
+//! Geoffrey started in-process for a test, on port 0 with a fresh data folder.
+
+use crate::fixtures::Delivery;
+use geoffrey::clock::{ManualClock, SharedClock, SystemClock};
+use geoffrey::config::Settings;
+use geoffrey::instance;
+use geoffrey::run::{Roles, Running, open_embedded, start_with};
+use geoffrey::secret::Secret;
+use geoffrey::services::Services;
+use geoffrey::store::{LogEntry, LogQuery};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct TestGeoffrey {
+    pub base_url: String,
+    pub services: Arc<Services>,
+    pub http: reqwest::Client,
+    running: Option<Running>,
+    /// Keeps the data folder until the test ends.
+    pub dir: tempfile::TempDir,
+}
+
+/// Settings for tests: quick polling and retries, short timeouts.
+pub fn test_settings(dir: &std::path::Path) -> Settings {
+    let mut settings = Settings {
+        data_dir: dir.to_path_buf(),
+        ..Settings::default()
+    };
+    settings.worker.concurrency = 2;
+    settings.worker.poll_interval = Duration::from_millis(20);
+    settings.worker.backoff_base = Duration::from_millis(20);
+    settings.worker.backoff_max = Duration::from_millis(100);
+    settings.worker.job_timeout = Duration::from_secs(2);
+    settings.worker.lease = Duration::from_secs(5);
+    settings.worker.max_attempts = 3;
+    settings.worker.shutdown_grace = Duration::from_secs(2);
+    settings.sqlite.busy_timeout = Duration::from_millis(200);
+    settings
+}
+
+impl TestGeoffrey {
+    /// Starts server and workers with [`test_settings`].
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}, None, Roles::ALL).await
+    }
+
+    /// Starts with adjusted settings, an optional manual clock and chosen roles.
+    pub async fn start_with(
+        adjust: impl FnOnce(&mut Settings),
+        clock: Option<ManualClock>,
+        roles: Roles,
+    ) -> Self {
+        crate::init_logging();
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = test_settings(dir.path());
+        adjust(&mut settings);
+        let clock: SharedClock = match clock {
+            Some(clock) => Arc::new(clock),
+            None => Arc::new(SystemClock),
+        };
+        let services = open_embedded(&settings, clock).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let running = start_with(services.clone(), Some(listener), roles)
+            .await
+            .unwrap();
+        let base_url = format!("http://{}", running.addr.unwrap());
+        Self {
+            base_url,
+            services,
+            http: reqwest::Client::new(),
+            running: Some(running),
+            dir,
+        }
+    }
+
+    /// Stops the server and workers gracefully.
+    pub async fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
+    }
+
+    /// Creates an instance with the fixture secret and the given `apps` section.
+    pub async fn create_instance(&self, name: &str, apps: Value) {
+        let store = self.services.store.as_ref();
+        let secret = Some(Secret::new(crate::fixtures::FIXTURE_SECRET));
+        instance::create(
+            store,
+            &self.services.apps,
+            name,
+            "https://forum.example.com",
+            secret,
+        )
+        .await
+        .unwrap();
+        self.set_apps(name, apps).await;
+    }
+
+    /// Replaces an instance's `apps` section.
+    pub async fn set_apps(&self, name: &str, apps: Value) {
+        let store = self.services.store.as_ref();
+        let current = instance::load(store, name).await.unwrap();
+        let mut document = serde_json::to_value(&current.config).unwrap();
+        document["apps"] = apps;
+        instance::save(store, &self.services.apps, name, &current.rev, document)
+            .await
+            .unwrap();
+    }
+
+    /// Posts a delivery to the instance's hook URL; returns the status and JSON body.
+    pub async fn send(&self, instance: &str, delivery: &Delivery) -> (u16, Value) {
+        let url = format!("{}/hooks/discourse/{instance}", self.base_url);
+        self.post(&url, delivery).await
+    }
+
+    /// Posts a delivery's body and headers to any URL of the server.
+    pub async fn post(&self, url: &str, delivery: &Delivery) -> (u16, Value) {
+        let mut request = self.http.post(url).body(delivery.body.clone());
+        for (name, value) in &delivery.headers {
+            request = request.header(name, value);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    /// Returns up to 1000 log entries of an instance, newest first.
+    pub async fn logs(&self, instance: &str) -> Vec<LogEntry> {
+        let query = LogQuery {
+            limit: 1000,
+            ..LogQuery::default()
+        };
+        self.services
+            .store
+            .query_logs(instance, &query)
+            .await
+            .unwrap()
+            .entries
+    }
+
+    /// Waits until an instance has at least `count` log entries; returns them newest first.
+    pub async fn wait_for_logs(&self, instance: &str, count: usize) -> Vec<LogEntry> {
+        let what = format!("{count} log entries in {instance}");
+        crate::eventually(Duration::from_secs(10), &what, || async {
+            let logs = self.logs(instance).await;
+            (logs.len() >= count).then_some(logs)
+        })
+        .await
+    }
+}
+
+/// An `apps` section with one relay rule.
+pub fn relay_rule(name: &str, url: &str, events: &[&str], template: &str) -> Value {
+    json!({ "name": name, "url": url, "events": events, "template": template })
+}
+
+pub fn relay_apps(rules: Vec<Value>) -> Value {
+    json!({ "relay": { "rules": rules } })
+}
