@@ -1,6 +1,7 @@
 //! `geoffrey logs`: an instance's job log, with filters and `--follow`.
 
 use crate::args::LogsArgs;
+use geoffrey::instance::InstanceError;
 use geoffrey::services::Services;
 use geoffrey::store::{LogEntry, LogQuery, Outcome};
 use std::sync::Arc;
@@ -30,7 +31,7 @@ pub async fn run(services: Arc<Services>, args: LogsArgs) -> anyhow::Result<()> 
         limit: args.limit,
     };
     let store = &services.store;
-    let page = store.query_logs(&args.name, &query).await?;
+    let page = store.query_logs(&args.name, &query).await.map_err(InstanceError::from)?;
     let newest = page.entries.first().map(|entry| entry.id.clone());
     for entry in page.entries.iter().rev() {
         print_entry(entry, args.json)?;

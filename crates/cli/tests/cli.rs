@@ -1,0 +1,291 @@
+//! The `geoffrey` binary as a user runs it: commands, a crash with `kill -9`, and SIGTERM.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::{Value, json};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+use testkit::fixtures;
+use testkit::receiver::{Receiver, Reply};
+
+const GEOFFREY: &str = env!("CARGO_BIN_EXE_geoffrey");
+
+/// Runs `geoffrey` with `args` on the data folder `dir`, feeding `stdin`.
+fn geoffrey(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(GEOFFREY)
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .current_dir(dir)
+        .env_remove("GEOFFREY_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(text) = stdin {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).to_string()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).to_string()
+}
+
+/// Creates the instance `forum` with the fixture secret and a relay rule to `url`.
+fn create_forum(dir: &Path, url: &str) {
+    let output = geoffrey(
+        dir,
+        &["instance", "create", "forum", "--discourse-url", "https://forum.example.com",
+          "--webhook-secret", fixtures::FIXTURE_SECRET],
+        None,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let config = json!({
+        "discourse_url": "https://forum.example.com",
+        "webhook_secret": "********",
+        "apps": { "relay": { "rules": [{
+            "name": "topics", "url": url, "events": ["topic_created"],
+            "template": "New topic {{topic.title}}"
+        }]}}
+    });
+    let output = geoffrey(dir, &["config", "set", "forum"], Some(&config.to_string()));
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts `geoffrey run` on a free port with short leases, returning the process and its URL.
+fn spawn_run(dir: &Path) -> (Child, String) {
+    let port = free_port();
+    let child = Command::new(GEOFFREY)
+        .args(["run", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir)
+        .current_dir(dir)
+        .env("GEOFFREY_WORKER__JOB_TIMEOUT", "1500ms")
+        .env("GEOFFREY_WORKER__LEASE", "2s")
+        .env("GEOFFREY_WORKER__SHUTDOWN_GRACE", "10s")
+        .env("GEOFFREY_WORKER__POLL_INTERVAL", "50ms")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+async fn send_fixture(base_url: &str, name: &str) -> u16 {
+    let delivery = fixtures::signed(name);
+    let client = reqwest::Client::new();
+    let url = format!("{base_url}/hooks/discourse/forum");
+    // The server needs a moment to start listening.
+    testkit::eventually(Duration::from_secs(10), "the server to answer", || async {
+        let mut request = client.post(&url).body(delivery.body.clone());
+        for (name, value) in &delivery.headers {
+            request = request.header(name, value);
+        }
+        request.send().await.ok().map(|response| response.status().as_u16())
+    })
+    .await
+}
+
+fn logs_json(dir: &Path) -> Vec<Value> {
+    let output = geoffrey(dir, &["logs", "forum", "--json"], None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    stdout(&output).lines().map(|line| serde_json::from_str(line).unwrap()).collect()
+}
+
+async fn wait_for_request(receiver: &Receiver, count: usize) {
+    testkit::eventually(Duration::from_secs(10), "the chat request", || async {
+        (receiver.received().len() >= count).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn killed_worker_job_runs_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start().await;
+    // The first request hangs, as if the chat were slow when the process died.
+    receiver.script([Reply::after(Duration::from_secs(60), 200)]);
+    create_forum(dir.path(), &receiver.url);
+
+    let (mut first, base_url) = spawn_run(dir.path());
+    assert_eq!(send_fixture(&base_url, "topic_created").await, 200);
+    wait_for_request(&receiver, 1).await;
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    assert!(logs_json(dir.path()).is_empty(), "the killed attempt left no outcome");
+
+    let (mut second, _) = spawn_run(dir.path());
+    let logs = testkit::eventually(Duration::from_secs(15), "the job to finish", || async {
+        let logs = logs_json(dir.path());
+        (!logs.is_empty()).then_some(logs)
+    })
+    .await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+
+    assert_eq!(logs.len(), 1);
+    assert_eq!(logs[0]["outcome"], "succeeded");
+    assert_eq!(logs[0]["attempt"], 2, "the attempt lost with the process counts");
+    assert_eq!(receiver.texts().len(), 2);
+}
+
+#[tokio::test]
+async fn sigterm_finishes_the_running_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start().await;
+    receiver.script([Reply::after(Duration::from_millis(800), 200)]);
+    create_forum(dir.path(), &receiver.url);
+
+    let (mut child, base_url) = spawn_run(dir.path());
+    assert_eq!(send_fixture(&base_url, "topic_created").await, 200);
+    wait_for_request(&receiver, 1).await;
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    assert!(status.success(), "geoffrey exited with {status}");
+    let logs = logs_json(dir.path());
+    assert_eq!(logs.len(), 1);
+    assert_eq!(logs[0]["outcome"], "succeeded");
+    assert_eq!(logs[0]["attempt"], 1);
+}
+
+#[test]
+fn instance_create_prints_webhook_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = geoffrey(
+        dir.path(),
+        &["instance", "create", "forum", "--discourse-url", "https://forum.example.com/"],
+        None,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("http://127.0.0.1:8080/hooks/discourse/forum"), "{text}");
+    let secret_line = text.lines().find(|line| line.trim_start().starts_with("Secret:")).unwrap();
+    let secret = secret_line.split_whitespace().last().unwrap();
+    assert_eq!(secret.len(), 64, "{secret_line}");
+
+    let output = geoffrey(dir.path(), &["instance", "list"], None);
+    assert_eq!(stdout(&output), "forum\n");
+    let output = geoffrey(dir.path(), &["config", "show", "forum"], None);
+    let shown = stdout(&output);
+    assert!(!shown.contains(secret), "config show must mask the secret");
+    let shown: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["discourse_url"], "https://forum.example.com");
+}
+
+#[test]
+fn invalid_instance_names_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["Forum", "my/forum", "1forum"] {
+        let output = geoffrey(
+            dir.path(),
+            &["instance", "create", name, "--discourse-url", "https://f.example.com"],
+            None,
+        );
+        assert!(!output.status.success(), "{name}");
+        assert!(stderr(&output).contains(&format!("invalid instance name {name:?}")), "{}", stderr(&output));
+    }
+    let output = geoffrey(dir.path(), &["instance", "list"], None);
+    assert_eq!(stdout(&output), "");
+}
+
+#[test]
+fn invalid_config_is_rejected_with_each_field() {
+    let dir = tempfile::tempdir().unwrap();
+    create_forum(dir.path(), "https://chat.example.com/hooks/x");
+    let before = stdout(&geoffrey(dir.path(), &["config", "show", "forum"], None));
+
+    let config = json!({
+        "discourse_url": "not a url",
+        "webhook_secret": "********",
+        "apps": { "relay": { "rules": [{
+            "name": "topics", "url": "https://chat.example.com/x", "events": [],
+            "template": "{{ unclosed"
+        }]}}
+    });
+    let output = geoffrey(dir.path(), &["config", "set", "forum"], Some(&config.to_string()));
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    for field in ["discourse_url", "apps.relay.rules[0].events", "apps.relay.rules[0].template"] {
+        assert!(message.contains(field), "{field} missing from: {message}");
+    }
+    let after = stdout(&geoffrey(dir.path(), &["config", "show", "forum"], None));
+    assert_eq!(before, after, "a rejected configuration changes nothing");
+}
+
+#[test]
+fn stale_revision_is_a_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    create_forum(dir.path(), "https://chat.example.com/hooks/x");
+    let shown = stdout(&geoffrey(dir.path(), &["config", "show", "forum"], None));
+    let output = geoffrey(dir.path(), &["config", "set", "forum"], Some(&shown));
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    // Saving the same text again names a revision that is no longer current.
+    let output = geoffrey(dir.path(), &["config", "set", "forum"], Some(&shown));
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("was changed since revision"), "{}", stderr(&output));
+}
+
+#[test]
+fn unknown_instance_commands_fail_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["config", "show", "ghost"],
+        vec!["logs", "ghost"],
+        vec!["failed", "list", "ghost"],
+    ] {
+        let output = geoffrey(dir.path(), &args, None);
+        assert!(!output.status.success(), "{args:?}");
+        assert!(stderr(&output).contains("\"ghost\" not found"), "{args:?}: {}", stderr(&output));
+    }
+}
+
+#[tokio::test]
+async fn failed_jobs_can_be_listed_and_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start().await;
+    receiver.script([Reply::status(400)]);
+    create_forum(dir.path(), &receiver.url);
+    let (mut child, base_url) = spawn_run(dir.path());
+    assert_eq!(send_fixture(&base_url, "topic_created").await, 200);
+
+    let listed = testkit::eventually(Duration::from_secs(10), "a failed job", || async {
+        let output = geoffrey(dir.path(), &["failed", "list", "forum"], None);
+        let text = stdout(&output);
+        (!text.is_empty()).then_some(text)
+    })
+    .await;
+    assert!(listed.contains("relay.post_message[topics] topic_created"), "{listed}");
+    assert!(listed.contains("HTTP 400"), "{listed}");
+
+    let output = geoffrey(dir.path(), &["failed", "replay", "forum", "--all"], None);
+    assert!(stderr(&output).contains("Replayed 1"), "{}", stderr(&output));
+    let logs = testkit::eventually(Duration::from_secs(10), "the replayed job", || async {
+        let logs = logs_json(dir.path());
+        (logs.len() == 2).then_some(logs)
+    })
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let outcomes: Vec<_> = logs.iter().map(|entry| entry["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["failed_permanently", "succeeded"]);
+
+    let output = geoffrey(dir.path(), &["logs", "forum", "--outcome", "succeeded"], None);
+    assert_eq!(stdout(&output).lines().count(), 1);
+    let output = geoffrey(dir.path(), &["logs", "forum", "--outcome", "fine"], None);
+    assert!(stderr(&output).contains("unknown outcome \"fine\""), "{}", stderr(&output));
+}
