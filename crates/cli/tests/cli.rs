@@ -26,7 +26,12 @@ fn geoffrey(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
         .unwrap();
     if let Some(text) = stdin {
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
     }
     drop(child.stdin.take());
     child.wait_with_output().unwrap()
@@ -44,8 +49,15 @@ fn stderr(output: &Output) -> String {
 fn create_forum(dir: &Path, url: &str) {
     let output = geoffrey(
         dir,
-        &["instance", "create", "forum", "--discourse-url", "https://forum.example.com",
-          "--webhook-secret", fixtures::FIXTURE_SECRET],
+        &[
+            "instance",
+            "create",
+            "forum",
+            "--discourse-url",
+            "https://forum.example.com",
+            "--webhook-secret",
+            fixtures::FIXTURE_SECRET,
+        ],
         None,
     );
     assert!(output.status.success(), "{}", stderr(&output));
@@ -62,14 +74,23 @@ fn create_forum(dir: &Path, url: &str) {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Starts `geoffrey run` on a free port with short leases, returning the process and its URL.
 fn spawn_run(dir: &Path) -> (Child, String) {
     let port = free_port();
     let child = Command::new(GEOFFREY)
-        .args(["run", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args([
+            "run",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
         .arg(dir)
         .current_dir(dir)
         .env("GEOFFREY_WORKER__JOB_TIMEOUT", "1500ms")
@@ -93,7 +114,11 @@ async fn send_fixture(base_url: &str, name: &str) -> u16 {
         for (name, value) in &delivery.headers {
             request = request.header(name, value);
         }
-        request.send().await.ok().map(|response| response.status().as_u16())
+        request
+            .send()
+            .await
+            .ok()
+            .map(|response| response.status().as_u16())
     })
     .await
 }
@@ -101,7 +126,10 @@ async fn send_fixture(base_url: &str, name: &str) -> u16 {
 fn logs_json(dir: &Path) -> Vec<Value> {
     let output = geoffrey(dir, &["logs", "forum", "--json"], None);
     assert!(output.status.success(), "{}", stderr(&output));
-    stdout(&output).lines().map(|line| serde_json::from_str(line).unwrap()).collect()
+    stdout(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
 }
 
 async fn wait_for_request(receiver: &Receiver, count: usize) {
@@ -124,7 +152,10 @@ async fn killed_worker_job_runs_after_restart() {
     wait_for_request(&receiver, 1).await;
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
-    assert!(logs_json(dir.path()).is_empty(), "the killed attempt left no outcome");
+    assert!(
+        logs_json(dir.path()).is_empty(),
+        "the killed attempt left no outcome"
+    );
 
     let (mut second, _) = spawn_run(dir.path());
     let logs = testkit::eventually(Duration::from_secs(15), "the job to finish", || async {
@@ -137,7 +168,10 @@ async fn killed_worker_job_runs_after_restart() {
 
     assert_eq!(logs.len(), 1);
     assert_eq!(logs[0]["outcome"], "succeeded");
-    assert_eq!(logs[0]["attempt"], 2, "the attempt lost with the process counts");
+    assert_eq!(
+        logs[0]["attempt"], 2,
+        "the attempt lost with the process counts"
+    );
     assert_eq!(receiver.texts().len(), 2);
 }
 
@@ -151,10 +185,15 @@ async fn sigterm_finishes_the_running_job() {
     let (mut child, base_url) = spawn_run(dir.path());
     assert_eq!(send_fixture(&base_url, "topic_created").await, 200);
     wait_for_request(&receiver, 1).await;
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(killed.success());
 
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
     assert!(status.success(), "geoffrey exited with {status}");
     let logs = logs_json(dir.path());
     assert_eq!(logs.len(), 1);
@@ -167,13 +206,25 @@ fn instance_create_prints_webhook_settings() {
     let dir = tempfile::tempdir().unwrap();
     let output = geoffrey(
         dir.path(),
-        &["instance", "create", "forum", "--discourse-url", "https://forum.example.com/"],
+        &[
+            "instance",
+            "create",
+            "forum",
+            "--discourse-url",
+            "https://forum.example.com/",
+        ],
         None,
     );
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
-    assert!(text.contains("http://127.0.0.1:8080/hooks/discourse/forum"), "{text}");
-    let secret_line = text.lines().find(|line| line.trim_start().starts_with("Secret:")).unwrap();
+    assert!(
+        text.contains("http://127.0.0.1:8080/hooks/discourse/forum"),
+        "{text}"
+    );
+    let secret_line = text
+        .lines()
+        .find(|line| line.trim_start().starts_with("Secret:"))
+        .unwrap();
     let secret = secret_line.split_whitespace().last().unwrap();
     assert_eq!(secret.len(), 64, "{secret_line}");
 
@@ -192,11 +243,21 @@ fn invalid_instance_names_are_rejected() {
     for name in ["Forum", "my/forum", "1forum"] {
         let output = geoffrey(
             dir.path(),
-            &["instance", "create", name, "--discourse-url", "https://f.example.com"],
+            &[
+                "instance",
+                "create",
+                name,
+                "--discourse-url",
+                "https://f.example.com",
+            ],
             None,
         );
         assert!(!output.status.success(), "{name}");
-        assert!(stderr(&output).contains(&format!("invalid instance name {name:?}")), "{}", stderr(&output));
+        assert!(
+            stderr(&output).contains(&format!("invalid instance name {name:?}")),
+            "{}",
+            stderr(&output)
+        );
     }
     let output = geoffrey(dir.path(), &["instance", "list"], None);
     assert_eq!(stdout(&output), "");
@@ -216,10 +277,18 @@ fn invalid_config_is_rejected_with_each_field() {
             "template": "{{ unclosed"
         }]}}
     });
-    let output = geoffrey(dir.path(), &["config", "set", "forum"], Some(&config.to_string()));
+    let output = geoffrey(
+        dir.path(),
+        &["config", "set", "forum"],
+        Some(&config.to_string()),
+    );
     assert!(!output.status.success());
     let message = stderr(&output);
-    for field in ["discourse_url", "apps.relay.rules[0].events", "apps.relay.rules[0].template"] {
+    for field in [
+        "discourse_url",
+        "apps.relay.rules[0].events",
+        "apps.relay.rules[0].template",
+    ] {
         assert!(message.contains(field), "{field} missing from: {message}");
     }
     let after = stdout(&geoffrey(dir.path(), &["config", "show", "forum"], None));
@@ -237,7 +306,11 @@ fn stale_revision_is_a_conflict() {
     // Saving the same text again names a revision that is no longer current.
     let output = geoffrey(dir.path(), &["config", "set", "forum"], Some(&shown));
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("was changed since revision"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("was changed since revision"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -250,7 +323,11 @@ fn unknown_instance_commands_fail_clearly() {
     ] {
         let output = geoffrey(dir.path(), &args, None);
         assert!(!output.status.success(), "{args:?}");
-        assert!(stderr(&output).contains("\"ghost\" not found"), "{args:?}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains("\"ghost\" not found"),
+            "{args:?}: {}",
+            stderr(&output)
+        );
     }
 }
 
@@ -269,11 +346,18 @@ async fn failed_jobs_can_be_listed_and_replayed() {
         (!text.is_empty()).then_some(text)
     })
     .await;
-    assert!(listed.contains("relay.post_message[topics] topic_created"), "{listed}");
+    assert!(
+        listed.contains("relay.post_message[topics] topic_created"),
+        "{listed}"
+    );
     assert!(listed.contains("HTTP 400"), "{listed}");
 
     let output = geoffrey(dir.path(), &["failed", "replay", "forum", "--all"], None);
-    assert!(stderr(&output).contains("Replayed 1"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("Replayed 1"),
+        "{}",
+        stderr(&output)
+    );
     let logs = testkit::eventually(Duration::from_secs(10), "the replayed job", || async {
         let logs = logs_json(dir.path());
         (logs.len() == 2).then_some(logs)
@@ -281,11 +365,22 @@ async fn failed_jobs_can_be_listed_and_replayed() {
     .await;
     child.kill().unwrap();
     child.wait().unwrap();
-    let outcomes: Vec<_> = logs.iter().map(|entry| entry["outcome"].as_str().unwrap()).collect();
+    let outcomes: Vec<_> = logs
+        .iter()
+        .map(|entry| entry["outcome"].as_str().unwrap())
+        .collect();
     assert_eq!(outcomes, ["failed_permanently", "succeeded"]);
 
-    let output = geoffrey(dir.path(), &["logs", "forum", "--outcome", "succeeded"], None);
+    let output = geoffrey(
+        dir.path(),
+        &["logs", "forum", "--outcome", "succeeded"],
+        None,
+    );
     assert_eq!(stdout(&output).lines().count(), 1);
     let output = geoffrey(dir.path(), &["logs", "forum", "--outcome", "fine"], None);
-    assert!(stderr(&output).contains("unknown outcome \"fine\""), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("unknown outcome \"fine\""),
+        "{}",
+        stderr(&output)
+    );
 }

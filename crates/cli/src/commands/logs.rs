@@ -31,7 +31,10 @@ pub async fn run(services: Arc<Services>, args: LogsArgs) -> anyhow::Result<()> 
         limit: args.limit,
     };
     let store = &services.store;
-    let page = store.query_logs(&args.name, &query).await.map_err(InstanceError::from)?;
+    let page = store
+        .query_logs(&args.name, &query)
+        .await
+        .map_err(InstanceError::from)?;
     let newest = page.entries.first().map(|entry| entry.id.clone());
     for entry in page.entries.iter().rev() {
         print_entry(entry, args.json)?;
