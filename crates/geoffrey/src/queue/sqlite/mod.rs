@@ -10,16 +10,18 @@ use super::{
     Admission, Delivery, FailedJob, Job, Lease, NewJob, Queue, QueueError, QueueResult,
     QueueSettings, QueueStats,
 };
+mod admission;
+
 use crate::clock::SharedClock;
 use crate::sqlite::{BlockingTaskFailed, SharedConnection};
+use admission::{PreparedJob, Request};
 use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc, oneshot};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS jobs (
@@ -50,9 +52,6 @@ CREATE INDEX IF NOT EXISTS deliveries_by_content ON deliveries (instance, conten
 CREATE INDEX IF NOT EXISTS deliveries_by_age ON deliveries (accepted_at);
 ";
 
-/// How often `admit` also deletes delivery records older than the event id retention.
-const PURGE_INTERVAL_MS: i64 = 60_000;
-
 impl From<rusqlite::Error> for QueueError {
     fn from(err: rusqlite::Error) -> Self {
         QueueError::Unavailable(err.to_string())
@@ -69,11 +68,13 @@ pub struct SqliteQueue {
     conn: SharedConnection,
     settings: QueueSettings,
     clock: SharedClock,
-    work: Notify,
-    last_purge_ms: AtomicI64,
+    work: Arc<Notify>,
+    admissions: mpsc::Sender<Request>,
 }
 
 impl SqliteQueue {
+    /// Opens (or creates) the queue file and starts its admission writer. Must be called
+    /// inside a Tokio runtime.
     pub fn open(
         path: &Path,
         busy_timeout: Duration,
@@ -86,12 +87,15 @@ impl SqliteQueue {
             })?;
         }
         let conn = SharedConnection::open(path, busy_timeout)?;
+        let work = Arc::new(Notify::new());
+        let admissions =
+            admission::spawn_writer(conn.clone(), settings.clone(), clock.clone(), work.clone());
         let queue = Self {
             conn,
             settings,
             clock,
-            work: Notify::new(),
-            last_purge_ms: 0.into(),
+            work,
+            admissions,
         };
         Ok(Arc::new(queue))
     }
@@ -183,61 +187,26 @@ fn parse_job(id: String, spec: &str, attempt: i64, max_attempts: i64) -> QueueRe
 #[async_trait]
 impl Queue for SqliteQueue {
     async fn admit(&self, delivery: &Delivery, jobs: Vec<NewJob>) -> QueueResult<Admission> {
-        let now = self.now_ms();
-        let window_start = now - as_millis(self.settings.duplicate_window);
-        let purge_before = now - as_millis(self.settings.event_id_retention);
-        let purge = now - self.last_purge_ms.load(Ordering::Relaxed) > PURGE_INTERVAL_MS;
-        let max_attempts = i64::from(self.settings.max_attempts);
-        let delivery = delivery.clone();
-
-        let admission = self
-            .conn
-            .call(move |conn| {
-                let tx = conn.transaction()?;
-                if purge {
-                    tx.execute(
-                        "DELETE FROM deliveries WHERE accepted_at < ?1",
-                        [purge_before],
-                    )?;
-                }
-                if is_duplicate(&tx, &delivery, window_start)? {
-                    return Ok(Admission::Duplicate);
-                }
-                tx.execute(
-                    "INSERT INTO deliveries (instance, event_id, content_key, accepted_at)
-                     VALUES (?1, ?2, ?3, ?4)",
-                    params![
-                        delivery.instance,
-                        delivery.event_id,
-                        delivery.content_key,
-                        now
-                    ],
-                )?;
-                let count = jobs.len();
-                {
-                    let mut insert = tx.prepare_cached(
-                        "INSERT INTO jobs (id, instance, spec, max_attempts, state, run_at)
-                         VALUES (?1, ?2, ?3, ?4, 'ready', ?5)",
-                    )?;
-                    for job in jobs {
-                        let spec = serde_json::to_string(&job)
-                            .map_err(|err| QueueError::Corrupt(err.to_string()))?;
-                        let id = uuid::Uuid::now_v7().to_string();
-                        insert.execute(params![id, job.instance, spec, max_attempts, now])?;
-                    }
-                }
-                tx.commit()?;
-                Ok::<_, QueueError>(Admission::Accepted { jobs: count })
-            })
-            .await?;
-
-        if purge {
-            self.last_purge_ms.store(now, Ordering::Relaxed);
+        let mut prepared = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            let spec =
+                serde_json::to_string(job).map_err(|err| QueueError::Corrupt(err.to_string()))?;
+            let id = uuid::Uuid::now_v7().to_string();
+            prepared.push(PreparedJob {
+                id,
+                instance: job.instance.clone(),
+                spec,
+            });
         }
-        if matches!(admission, Admission::Accepted { jobs } if jobs > 0) {
-            self.work.notify_waiters();
-        }
-        Ok(admission)
+        let (reply, answer) = oneshot::channel();
+        let request = Request {
+            delivery: delivery.clone(),
+            jobs: prepared,
+            reply,
+        };
+        let stopped = || QueueError::Unavailable("the queue writer stopped".to_string());
+        self.admissions.send(request).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     async fn take(&self) -> QueueResult<Option<Lease>> {

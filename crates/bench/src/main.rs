@@ -1,0 +1,81 @@
+//! `geoffrey-bench`: measures how many signed webhook deliveries per second a Geoffrey
+//! accepts, with latency percentiles and the server's peak memory, next to a bare axum
+//! endpoint measured in the same run as the ceiling.
+//!
+//! Every target runs as its own process, started and stopped by the bench, so its memory
+//! can be read from `/proc/<pid>/status` (VmHWM, the peak resident set). The load generator
+//! keeps `--connections` requests in flight for `--duration`; every delivery has its own
+//! event id and body, so none is a duplicate, and each becomes one queued job.
+
+mod load;
+mod targets;
+
+use clap::Parser;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(name = "geoffrey-bench", about = "Benchmark Geoffrey's webhook intake")]
+struct Args {
+    /// Targets to measure, in order: bare, embedded.
+    #[arg(long, value_delimiter = ',', default_value = "bare,embedded")]
+    targets: Vec<targets::Kind>,
+    /// Measuring time per target, after a one-second warm-up.
+    #[arg(long, default_value = "10s")]
+    duration: humantime::Duration,
+    /// Requests kept in flight at once.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// The geoffrey binary to measure; defaults to the one next to this binary.
+    #[arg(long)]
+    geoffrey: Option<PathBuf>,
+    /// Serves the bare endpoint on this address instead of benchmarking; used internally.
+    #[arg(long, hide = true)]
+    serve_bare: Option<std::net::SocketAddr>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Runtime::new()?;
+    if let Some(addr) = args.serve_bare {
+        return runtime.block_on(targets::serve_bare(addr));
+    }
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let geoffrey = match args.geoffrey {
+        Some(path) => path,
+        None => std::env::current_exe()?.with_file_name("geoffrey"),
+    };
+    if !geoffrey.exists() {
+        anyhow::bail!(
+            "geoffrey binary not found at {}; build it with `cargo build --release` or pass --geoffrey",
+            geoffrey.display()
+        );
+    }
+    let duration = Duration::from(args.duration);
+    println!(
+        "{:<10} {:>12} {:>10} {:>10} {:>10} {:>12} {:>8}",
+        "target", "accepted/s", "p50 ms", "p99 ms", "max ms", "peak RSS MiB", "errors"
+    );
+    for kind in args.targets {
+        let target = targets::start(kind, &geoffrey).await?;
+        let report = load::drive(&target, args.connections, duration).await;
+        let peak = target
+            .peak_rss_kib()
+            .map(|kib| format!("{:.1}", kib as f64 / 1024.0));
+        target.stop();
+        println!(
+            "{:<10} {:>12.0} {:>10.2} {:>10.2} {:>10.2} {:>12} {:>8}",
+            kind.as_str(),
+            report.per_second(),
+            report.percentile_ms(50.0),
+            report.percentile_ms(99.0),
+            report.percentile_ms(100.0),
+            peak.unwrap_or_else(|| "n/a".into()),
+            report.errors,
+        );
+    }
+    Ok(())
+}

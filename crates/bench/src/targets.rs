@@ -1,0 +1,152 @@
+//! The servers under test, each started as a child process on a free port of 127.0.0.1.
+
+use anyhow::Context;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const SECRET: &str = "bench-secret-0123456789";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// An axum handler that reads the body and answers 200: the ceiling.
+    Bare,
+    /// `geoffrey run` on the embedded SQLite store and queue, without workers.
+    Embedded,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Bare => "bare",
+            Kind::Embedded => "embedded",
+        }
+    }
+}
+
+pub struct Target {
+    pub url: String,
+    pub secret: String,
+    child: Child,
+    /// Keeps the data folder until the target stops.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Target {
+    /// Returns the peak resident set size of the server process so far, in KiB.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+pub async fn start(kind: Kind, geoffrey: &Path) -> anyhow::Result<Target> {
+    let port = free_port()?;
+    let listen = format!("127.0.0.1:{port}");
+    let target = match kind {
+        Kind::Bare => {
+            let child = Command::new(std::env::current_exe()?)
+                .args(["--serve-bare", &listen])
+                .stdout(Stdio::null())
+                .spawn()
+                .context("cannot start the bare endpoint")?;
+            Target {
+                url: format!("http://{listen}/hook"),
+                secret: SECRET.into(),
+                child,
+                _dir: None,
+            }
+        }
+        Kind::Embedded => start_embedded(geoffrey, &listen)?,
+    };
+    wait_until_listening(port).await?;
+    Ok(target)
+}
+
+fn start_embedded(geoffrey: &Path, listen: &str) -> anyhow::Result<Target> {
+    let dir = tempfile::tempdir()?;
+    let cli = |args: &[&str]| -> anyhow::Result<()> {
+        let status = Command::new(geoffrey)
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .status()?;
+        anyhow::ensure!(status.success(), "geoffrey {args:?} failed");
+        Ok(())
+    };
+    cli(&[
+        "instance",
+        "create",
+        "bench",
+        "--discourse-url",
+        "https://forum.example.com",
+        "--webhook-secret",
+        SECRET,
+    ])?;
+    let config = serde_json::json!({
+        "discourse_url": "https://forum.example.com",
+        "webhook_secret": SECRET,
+        "apps": { "relay": { "rules": [{
+            "name": "topics", "url": "http://127.0.0.1:9/unused", "events": ["topic_created"],
+            "template": "{{topic.title}}"
+        }]}}
+    });
+    let file = dir.path().join("config.json");
+    std::fs::write(&file, config.to_string())?;
+    cli(&["config", "set", "bench", "--file", &file.to_string_lossy()])?;
+
+    let child = Command::new(geoffrey)
+        .args(["run", "--listen", listen, "--data-dir"])
+        .arg(dir.path())
+        .env("GEOFFREY_WORKER__CONCURRENCY", "0")
+        .env("GEOFFREY_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .context("cannot start geoffrey run")?;
+    let url = format!("http://{listen}/hooks/discourse/bench");
+    Ok(Target {
+        url,
+        secret: SECRET.into(),
+        child,
+        _dir: Some(dir),
+    })
+}
+
+async fn wait_until_listening(port: u16) -> anyhow::Result<()> {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    anyhow::bail!("the target did not listen on port {port} within 5 s")
+}
+
+/// Serves the bare endpoint: reads the body and answers 200 with a small JSON object.
+pub async fn serve_bare(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(|body: axum::body::Bytes| async move {
+            axum::Json(serde_json::json!({ "status": "accepted", "bytes": body.len() }))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, app).await?;
+    Ok(())
+}
