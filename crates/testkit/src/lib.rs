@@ -7,6 +7,7 @@
 pub mod fixtures;
 pub mod geoffrey;
 pub mod receiver;
+pub mod servers;
 pub mod suites;
 
 use std::future::Future;

@@ -13,6 +13,7 @@
 //! - Dead-lettered jobs are kept per instance, can be listed, replayed or discarded.
 
 pub mod backoff;
+pub mod redis;
 pub mod sqlite;
 
 use crate::event::Event;

@@ -5,5 +5,6 @@
 mod captured;
 mod example_config;
 mod intake;
+mod redis;
 mod relay;
 mod sqlite;
