@@ -30,6 +30,7 @@ impl ConfigCache {
         if let Some(config) = self.read().get(name) {
             return Ok(config.clone());
         }
+        self.store.watch(name);
         let config = Arc::new(instance::load(self.store.as_ref(), name).await?);
         self.entries
             .write()

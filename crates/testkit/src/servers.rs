@@ -99,3 +99,126 @@ impl Drop for RedisServer {
 pub fn pouchdb_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/pouchdb")
 }
+
+/// Administrator of every test PouchDB Server.
+pub const COUCH_ADMIN: &str = "admin";
+pub const COUCH_PASSWORD: &str = "admin-password";
+
+/// A PouchDB Server, the CouchDB-protocol server of the tests, with an admin user (no
+/// "admin party"). In memory by default; [`PouchServer::start_on_disk`] keeps the data across
+/// [`PouchServer::restart`].
+pub struct PouchServer {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    on_disk: bool,
+    child: Option<Child>,
+}
+
+impl PouchServer {
+    pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    pub fn start_on_disk() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(on_disk: bool) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = Self {
+            port: free_port(),
+            dir,
+            on_disk,
+            child: None,
+        };
+        server.spawn();
+        server.create_admin();
+        server
+    }
+
+    /// URL with the admin's credentials.
+    pub fn admin_url(&self) -> String {
+        format!(
+            "http://{COUCH_ADMIN}:{COUCH_PASSWORD}@127.0.0.1:{}/",
+            self.port
+        )
+    }
+
+    /// URL without credentials.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let binary = pouchdb_dir().join("node_modules/.bin/pouchdb-server");
+        assert!(
+            binary.exists(),
+            "PouchDB Server is not installed; run `npm ci --prefix tools/pouchdb` (scripts/test does)"
+        );
+        let data = self.dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let mut command = Command::new(binary);
+        command
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &self.port.to_string(),
+                "--no-stdout-logs",
+            ])
+            .arg("--config")
+            .arg(self.dir.path().join("config.json"))
+            .arg("--dir")
+            .arg(&data)
+            .current_dir(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if !self.on_disk {
+            command.arg("--in-memory");
+        }
+        self.child = Some(
+            command
+                .spawn()
+                .expect("node must be installed to run PouchDB Server"),
+        );
+        wait_for_port(self.port, "PouchDB Server");
+    }
+
+    fn create_admin(&self) {
+        let status = Command::new("curl")
+            .args([
+                "-sf",
+                "-X",
+                "PUT",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+            ])
+            .arg(format!("\"{COUCH_PASSWORD}\""))
+            .arg(format!(
+                "http://127.0.0.1:{}/_config/admins/{COUCH_ADMIN}",
+                self.port
+            ))
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "creating the PouchDB Server admin failed");
+    }
+
+    /// Kills the server with SIGKILL.
+    pub fn kill(&mut self) {
+        stop(&mut self.child);
+    }
+
+    /// Starts the server again on the same port and configuration.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for PouchServer {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}

@@ -110,7 +110,8 @@ macro_rules! store_suite {
 
                 let query = LogQuery { limit: 2, before: page.next_before.clone(), ..LogQuery::default() };
                 let page = store.query_logs("logs", &query).await.unwrap();
-                assert_eq!(page.entries.len(), 1);
+                let ids: Vec<_> = page.entries.iter().map(|e| e.job_id.as_str()).collect();
+                assert_eq!(ids, ["job-1"]);
                 assert_eq!(page.next_before, None);
             }
 

@@ -64,7 +64,7 @@ impl FromStr for Outcome {
 pub struct LogEntry {
     /// UUIDv7, so that ids sort by creation time; also the paging cursor.
     pub id: String,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "timestamp")]
     pub at: OffsetDateTime,
     pub job_id: String,
     /// `X-Discourse-Event-Id` of the delivery, when it had one.
@@ -105,4 +105,33 @@ pub struct LogQuery {
 pub struct LogPage {
     pub entries: Vec<LogEntry>,
     pub next_before: Option<String>,
+}
+
+/// Log times in RFC 3339 with exactly three fraction digits and `Z`, so that stores can
+/// compare them as strings.
+pub mod timestamp {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use time::OffsetDateTime;
+    use time::format_description::well_known::Rfc3339;
+    use time::macros::format_description;
+
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+
+    /// Formats a time in UTC with millisecond precision.
+    pub fn format(at: OffsetDateTime) -> String {
+        let utc = at.to_offset(time::UtcOffset::UTC);
+        utc.format(FORMAT).unwrap_or_default()
+    }
+
+    pub fn serialize<S: Serializer>(at: &OffsetDateTime, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format(*at))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<OffsetDateTime, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        OffsetDateTime::parse(&text, &Rfc3339).map_err(serde::de::Error::custom)
+    }
 }

@@ -6,10 +6,11 @@
 //! with [`StoreError::Conflict`] instead of overwriting. Log entries are append-only and are
 //! read newest first with cursor paging.
 
+pub mod couch;
 mod logs;
 pub mod sqlite;
 
-pub use logs::{LogEntry, LogPage, LogQuery, Outcome};
+pub use logs::{LogEntry, LogPage, LogQuery, Outcome, timestamp};
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -42,6 +43,8 @@ pub enum StoreError {
          read it again and reapply the change"
     )]
     Conflict { db: String, id: String, rev: String },
+    #[error("the store rejected the credentials")]
+    Unauthorized,
     #[error("store unavailable: {0}")]
     Unavailable(String),
     #[error("stored data is invalid: {0}")]
@@ -74,6 +77,29 @@ pub trait Store: Send + Sync + 'static {
 
     /// Subscribes to change notifications for every database.
     fn changes(&self) -> broadcast::Receiver<Change>;
+
+    /// Asks for change notifications of `db`, for stores that follow databases one by one.
+    /// Calling it again for the same database does nothing.
+    fn watch(&self, _db: &str) {}
+
+    /// Tells whether the store has its own user accounts, so that credentials from a request
+    /// can be checked with [`Store::get_as`].
+    fn has_accounts(&self) -> bool {
+        false
+    }
+
+    /// Reads a document with a user's credentials instead of the store's own. Fails with
+    /// `Unauthorized` when the credentials are wrong or may not read the database.
+    async fn get_as(
+        &self,
+        db: &str,
+        id: &str,
+        _user: &str,
+        _password: &str,
+    ) -> StoreResult<Option<Document>> {
+        let _ = (db, id);
+        Err(StoreError::Unauthorized)
+    }
 
     /// Checks that the store answers.
     async fn ping(&self) -> StoreResult<()>;

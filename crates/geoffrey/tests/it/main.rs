@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod captured;
+mod couch;
 mod example_config;
 mod intake;
 mod redis;
