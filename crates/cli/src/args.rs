@@ -19,20 +19,49 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// CouchDB server for instance databases, such as http://admin:password@127.0.0.1:5984/;
+    /// overrides store.url.
+    #[arg(
+        long,
+        global = true,
+        env = "GEOFFREY_STORE__URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub store: Option<String>,
+
+    /// Redis server for the job queue, such as redis://127.0.0.1:6379/; overrides queue.url.
+    #[arg(
+        long,
+        global = true,
+        env = "GEOFFREY_QUEUE__URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub queue: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
 
 impl Cli {
     pub fn is_long_running(&self) -> bool {
-        matches!(self.command, Command::Run(_) | Command::Debug(_))
+        matches!(
+            self.command,
+            Command::Run(_) | Command::Serve(_) | Command::Work | Command::Debug(_)
+        )
     }
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Runs the API server and the workers in one process on the embedded store and queue.
+    /// Runs the API server and the workers in one process; on the embedded store and queue
+    /// unless --store and --queue name servers.
     Run(RunArgs),
+    /// Runs only the API server; run as many as needed against one store and queue.
+    Serve(RunArgs),
+    /// Runs only the workers; run as many as needed against one store and queue.
+    Work,
     /// Creates and lists instances.
     #[command(subcommand)]
     Instance(InstanceCommand),

@@ -5,6 +5,7 @@
 //! This is the only module that reads the environment. Per-instance configuration (the
 //! `CONFIG` document) lives in the store, see [`crate::instance`].
 
+use crate::secret::Secret;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,46 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub intake: IntakeSettings,
     pub sqlite: SqliteSettings,
+    pub store: StoreSettings,
+    pub queue: QueueSettings,
+}
+
+/// Where instance databases live. Without a URL, in SQLite files under `data_dir`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSettings {
+    /// CouchDB server, such as `http://admin:password@127.0.0.1:5984/`.
+    pub url: Option<Secret>,
+    /// Prefix of every instance's database name on the CouchDB server.
+    pub database_prefix: String,
+}
+
+/// Where jobs wait. Without a URL, in `queue.sqlite` under `data_dir`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueSettings {
+    /// Redis server, such as `redis://127.0.0.1:6379/`.
+    pub url: Option<Secret>,
+    /// Prefix of every key Geoffrey writes in Redis.
+    pub key_prefix: String,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            database_prefix: "geoffrey-".to_string(),
+        }
+    }
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            key_prefix: "geoffrey".to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,6 +137,8 @@ impl Default for Settings {
             worker: WorkerSettings::default(),
             intake: IntakeSettings::default(),
             sqlite: SqliteSettings::default(),
+            store: StoreSettings::default(),
+            queue: QueueSettings::default(),
         }
     }
 }
@@ -191,10 +234,51 @@ impl Settings {
                 "worker.max_attempts is 0; set it to 1 or more".to_string(),
             ));
         }
+        self.validate_backends()?;
         if self.server.max_body_bytes == 0 {
             return Err(SettingsError::Invalid(
                 "server.max_body_bytes is 0; set it to the largest body to accept, in bytes"
                     .to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_backends(&self) -> Result<(), SettingsError> {
+        let scheme_of = |url: &Secret| {
+            reqwest::Url::parse(url.expose())
+                .map(|u| u.scheme().to_string())
+                .ok()
+        };
+        if let Some(url) = &self.store.url {
+            if !matches!(scheme_of(url).as_deref(), Some("http" | "https")) {
+                return Err(SettingsError::Invalid(
+                    "store.url is not an http or https URL; use http://user:password@host:5984/"
+                        .into(),
+                ));
+            }
+        }
+        if let Some(url) = &self.queue.url {
+            if !matches!(scheme_of(url).as_deref(), Some("redis" | "rediss")) {
+                return Err(SettingsError::Invalid(
+                    "queue.url is not a redis:// or rediss:// URL; use redis://host:6379/".into(),
+                ));
+            }
+        }
+        let prefix = &self.store.database_prefix;
+        let valid_prefix = prefix.starts_with(|c: char| c.is_ascii_lowercase())
+            && prefix
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_$()+-".contains(c));
+        if !valid_prefix {
+            return Err(SettingsError::Invalid(format!(
+                "store.database_prefix {prefix:?} is not a valid CouchDB name start; use lowercase \
+                 letters, digits and _$()+-, starting with a letter"
+            )));
+        }
+        if self.queue.key_prefix.is_empty() {
+            return Err(SettingsError::Invalid(
+                "queue.key_prefix is empty; set it, for example to \"geoffrey\"".into(),
             ));
         }
         Ok(())
@@ -262,6 +346,24 @@ mod tests {
             assert!(err.to_string().contains("concurency"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn backend_urls_are_checked() {
+        let mut settings = Settings::default();
+        settings.store.url = Some(Secret::new("redis://127.0.0.1:6379/"));
+        let err = settings
+            .validate()
+            .expect_err("a Redis URL is no store URL");
+        assert!(err.to_string().contains("store.url"), "{err}");
+
+        let mut settings = Settings::default();
+        settings.queue.url = Some(Secret::new("http://admin:hunter2@127.0.0.1:5984/"));
+        let err = settings
+            .validate()
+            .expect_err("a CouchDB URL is no queue URL");
+        assert!(err.to_string().contains("queue.url"), "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
     #[test]

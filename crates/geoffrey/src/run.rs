@@ -1,5 +1,4 @@
-//! Starting Geoffrey: the embedded store and queue, the API server and the workers, in one
-//! process. Tests call [`start`] with a listener on port 0; the binary calls it with the
+//! Starting Geoffrey: the store and queue, the API server and the workers, in one process. Tests call [`start`] with a listener on port 0; the binary calls it with the
 //! configured address and waits for a signal.
 
 use crate::api;
@@ -7,9 +6,12 @@ use crate::apps::AppRegistry;
 use crate::cache::ConfigCache;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Settings;
-use crate::queue::QueueSettings;
+use crate::queue::redis::RedisQueue;
 use crate::queue::sqlite::SqliteQueue;
+use crate::queue::{Queue, QueueSettings};
 use crate::services::Services;
+use crate::store::Store;
+use crate::store::couch::CouchStore;
 use crate::store::sqlite::SqliteStore;
 use crate::worker::Worker;
 use std::net::SocketAddr;
@@ -63,25 +65,50 @@ impl Running {
     }
 }
 
-/// Opens the embedded store and queue under `settings.data_dir`.
-pub async fn open_embedded(
+/// Opens the store and queue the settings name: CouchDB and Redis when their URLs are set,
+/// otherwise the embedded SQLite files under `settings.data_dir`.
+pub async fn open_services(
     settings: &Settings,
     clock: SharedClock,
 ) -> anyhow::Result<Arc<Services>> {
-    let store = SqliteStore::open(&settings.store_dir(), settings.sqlite.busy_timeout)?;
+    let store: Arc<dyn Store> = match &settings.store.url {
+        Some(url) => {
+            let store = CouchStore::connect(url.expose(), &settings.store.database_prefix).await?;
+            tracing::info!(server = %redact(url.expose()), "using the CouchDB store");
+            store
+        }
+        None => SqliteStore::open(&settings.store_dir(), settings.sqlite.busy_timeout)?,
+    };
     let queue_settings = QueueSettings {
         lease: settings.worker.lease,
         max_attempts: settings.worker.max_attempts,
         duplicate_window: settings.intake.duplicate_window,
         event_id_retention: settings.intake.event_id_retention,
     };
-    let queue = SqliteQueue::open(
-        &settings.queue_file(),
-        settings.sqlite.busy_timeout,
-        queue_settings,
-        clock.clone(),
-    )?;
-    queue.migrate().await?;
+    let queue: Arc<dyn Queue> = match &settings.queue.url {
+        Some(url) => {
+            let queue = RedisQueue::connect(
+                url.expose(),
+                &settings.queue.key_prefix,
+                queue_settings,
+                clock.clone(),
+            )
+            .await?;
+            tracing::info!(server = %redact(url.expose()), "using the Redis queue");
+            queue
+        }
+        None => {
+            let path = settings.queue_file();
+            let queue = SqliteQueue::open(
+                &path,
+                settings.sqlite.busy_timeout,
+                queue_settings,
+                clock.clone(),
+            )?;
+            queue.migrate().await?;
+            queue
+        }
+    };
     let configs = ConfigCache::new(store.clone());
     Ok(Arc::new(Services {
         settings: settings.clone(),
@@ -93,14 +120,27 @@ pub async fn open_embedded(
     }))
 }
 
+/// Returns a URL's scheme, host and port, without credentials or path, for logs.
+fn redact(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(url) => format!(
+            "{}://{}:{}",
+            url.scheme(),
+            url.host_str().unwrap_or_default(),
+            url.port_or_known_default().unwrap_or_default()
+        ),
+        Err(_) => "an unparsable URL".to_string(),
+    }
+}
+
 /// Starts the server (on `listener`, or on `settings.server.listen` when `None`) and the
-/// workers, on the embedded store and queue.
+/// workers, on the store and queue the settings name.
 pub async fn start(
     settings: Settings,
     listener: Option<TcpListener>,
     roles: Roles,
 ) -> anyhow::Result<Running> {
-    let services = open_embedded(&settings, Arc::new(SystemClock)).await?;
+    let services = open_services(&settings, Arc::new(SystemClock)).await?;
     start_with(services, listener, roles).await
 }
 

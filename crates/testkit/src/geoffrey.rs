@@ -1,16 +1,26 @@
 //! Geoffrey started in-process for a test, on port 0 with a fresh data folder.
 
 use crate::fixtures::Delivery;
+use crate::servers::{PouchServer, RedisServer};
 use geoffrey::clock::{ManualClock, SharedClock, SystemClock};
 use geoffrey::config::Settings;
 use geoffrey::instance;
-use geoffrey::run::{Roles, Running, open_embedded, start_with};
+use geoffrey::run::{Roles, Running, open_services, start_with};
 use geoffrey::secret::Secret;
 use geoffrey::services::Services;
 use geoffrey::store::{LogEntry, LogQuery};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Which store and queue a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// SQLite files in a temporary folder.
+    Embedded,
+    /// A redis-server and a PouchDB Server (keeping its data on disk) started for the test.
+    Distributed,
+}
 
 pub struct TestGeoffrey {
     pub base_url: String,
@@ -19,6 +29,8 @@ pub struct TestGeoffrey {
     running: Option<Running>,
     /// Keeps the data folder until the test ends.
     pub dir: tempfile::TempDir,
+    pub redis: Option<RedisServer>,
+    pub couch: Option<PouchServer>,
 }
 
 /// Settings for tests: quick polling and retries, short timeouts.
@@ -41,12 +53,13 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
 
 impl TestGeoffrey {
     /// Starts server and workers with [`test_settings`].
-    pub async fn start() -> Self {
-        Self::start_with(|_| {}, None, Roles::ALL).await
+    pub async fn start(mode: Mode) -> Self {
+        Self::start_with(mode, |_| {}, None, Roles::ALL).await
     }
 
     /// Starts with adjusted settings, an optional manual clock and chosen roles.
     pub async fn start_with(
+        mode: Mode,
         adjust: impl FnOnce(&mut Settings),
         clock: Option<ManualClock>,
         roles: Roles,
@@ -54,12 +67,22 @@ impl TestGeoffrey {
         crate::init_logging();
         let dir = tempfile::tempdir().unwrap();
         let mut settings = test_settings(dir.path());
+        let (redis, couch) = match mode {
+            Mode::Embedded => (None, None),
+            Mode::Distributed => {
+                // On disk, so that tests can stop and restart the store without losing it.
+                let (redis, couch) = (RedisServer::start(), PouchServer::start_on_disk());
+                settings.queue.url = Some(Secret::new(redis.url()));
+                settings.store.url = Some(Secret::new(couch.admin_url()));
+                (Some(redis), Some(couch))
+            }
+        };
         adjust(&mut settings);
         let clock: SharedClock = match clock {
             Some(clock) => Arc::new(clock),
             None => Arc::new(SystemClock),
         };
-        let services = open_embedded(&settings, clock).await.unwrap();
+        let services = open_services(&settings, clock).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let running = start_with(services.clone(), Some(listener), roles)
             .await
@@ -71,6 +94,8 @@ impl TestGeoffrey {
             http: reqwest::Client::new(),
             running: Some(running),
             dir,
+            redis,
+            couch,
         }
     }
 
@@ -158,4 +183,25 @@ pub fn relay_rule(name: &str, url: &str, events: &[&str], template: &str) -> Val
 
 pub fn relay_apps(rules: Vec<Value>) -> Value {
     json!({ "relay": { "rules": rules } })
+}
+
+/// Expands each named `async fn name(mode: Mode)` into a module `name` with two tests,
+/// `embedded` and `distributed`, that run it in each mode.
+#[macro_export]
+macro_rules! in_both_modes {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn embedded() {
+                    super::$name($crate::geoffrey::Mode::Embedded).await
+                }
+
+                #[tokio::test]
+                async fn distributed() {
+                    super::$name($crate::geoffrey::Mode::Distributed).await
+                }
+            }
+        )*
+    };
 }

@@ -222,3 +222,30 @@ impl Drop for PouchServer {
         stop(&mut self.child);
     }
 }
+
+impl PouchServer {
+    /// Creates a CouchDB user whose only role lets it read the database of `instance`, under
+    /// the database prefix `geoffrey-`.
+    pub async fn create_member(&self, name: &str, password: &str, instance: &str) {
+        let url = format!("{}_users/org.couchdb.user:{name}", self.url());
+        let user = serde_json::json!({
+            "name": name,
+            "password": password,
+            "type": "user",
+            "roles": [format!("geoffrey-{instance}")],
+        });
+        let response = reqwest::Client::new()
+            .put(url)
+            .basic_auth(COUCH_ADMIN, Some(COUCH_PASSWORD))
+            .json(&user)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        assert!(
+            status.is_success(),
+            "creating user {name} failed: {}",
+            response.text().await.unwrap()
+        );
+    }
+}

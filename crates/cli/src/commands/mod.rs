@@ -12,6 +12,8 @@ mod run;
 use crate::args::{Cli, Command};
 use geoffrey::clock::SystemClock;
 use geoffrey::config::Settings;
+use geoffrey::run::Roles;
+use geoffrey::secret::Secret;
 use geoffrey::services::Services;
 use std::sync::Arc;
 
@@ -20,8 +22,37 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     if let Some(dir) = cli.data_dir {
         settings.data_dir = dir;
     }
+    if let Some(url) = cli.store {
+        settings.store.url = Some(Secret::new(url));
+    }
+    if let Some(url) = cli.queue {
+        settings.queue.url = Some(Secret::new(url));
+    }
+    settings.validate()?;
     match cli.command {
-        Command::Run(args) => run::run(settings, args).await,
+        Command::Run(args) => run::run(settings, Some(args), Roles::ALL).await,
+        Command::Serve(args) => {
+            run::run(
+                settings,
+                Some(args),
+                Roles {
+                    server: true,
+                    worker: false,
+                },
+            )
+            .await
+        }
+        Command::Work => {
+            run::run(
+                settings,
+                None,
+                Roles {
+                    server: false,
+                    worker: true,
+                },
+            )
+            .await
+        }
         Command::Instance(command) => instance::run(open(&settings).await?, command).await,
         Command::Config(command) => config::run(open(&settings).await?, command).await,
         Command::Logs(args) => logs::run(open(&settings).await?, args).await,
@@ -31,5 +62,5 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn open(settings: &Settings) -> anyhow::Result<Arc<Services>> {
-    geoffrey::run::open_embedded(settings, Arc::new(SystemClock)).await
+    geoffrey::run::open_services(settings, Arc::new(SystemClock)).await
 }

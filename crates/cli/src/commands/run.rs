@@ -1,15 +1,24 @@
-//! `geoffrey run`: server and workers until SIGTERM or Ctrl-C.
+//! `geoffrey run`, `serve` and `work`: the server, the workers or both, until SIGTERM or
+//! Ctrl-C.
 
 use crate::args::RunArgs;
 use geoffrey::config::Settings;
 use geoffrey::run::{Roles, start};
 
-pub async fn run(mut settings: Settings, args: RunArgs) -> anyhow::Result<()> {
-    if let Some(listen) = args.listen {
+pub async fn run(
+    mut settings: Settings,
+    args: Option<RunArgs>,
+    roles: Roles,
+) -> anyhow::Result<()> {
+    if let Some(listen) = args.and_then(|args| args.listen) {
         settings.server.listen = listen;
     }
-    tracing::info!(data_dir = %settings.data_dir.display(), "starting Geoffrey");
-    let running = start(settings, None, Roles::ALL).await?;
+    tracing::info!(
+        server = roles.server,
+        worker = roles.worker,
+        "starting Geoffrey"
+    );
+    let running = start(settings, None, roles).await?;
     let shutdown = running.shutdown_token();
     tokio::spawn(async move {
         wait_for_signal().await;

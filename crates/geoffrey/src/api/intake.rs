@@ -8,9 +8,10 @@
 use super::error::ApiError;
 use super::signature;
 use crate::event::{Event, payload_type_of};
-use crate::instance::{InstanceError, StoredConfig, validate_name};
+use crate::instance::{CONFIG_ID, InstanceError, StoredConfig, validate_name};
 use crate::queue::{Admission, Delivery, NewJob};
 use crate::services::Services;
+use crate::store::StoreError;
 use axum::http::HeaderMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -48,8 +49,10 @@ impl DiscourseHeaders {
 pub enum Credentials<'a> {
     /// `X-Discourse-Event-Signature`, checked against the webhook secret.
     Signature,
-    /// The original route's `key=user:password@instance`; the password is the webhook secret.
-    Key { password: &'a str },
+    /// The original route's `key=user:password@instance`. With a store that has accounts
+    /// (CouchDB) they are the credentials of a user who may read the instance's database;
+    /// with the embedded store the password is the webhook secret and the user is ignored.
+    Key { user: &'a str, password: &'a str },
 }
 
 /// One webhook request, before any check.
@@ -72,8 +75,16 @@ pub struct Receipt {
 
 pub async fn accept(services: &Services, incoming: Incoming<'_>) -> Result<Receipt, ApiError> {
     let instance = incoming.instance;
-    let config = find_instance(services, instance).await?;
-    authenticate(&config, &incoming)?;
+    let config = match incoming.credentials {
+        Credentials::Key { user, password } if services.store.has_accounts() => {
+            read_as_member(services, instance, user, password).await?
+        }
+        _ => {
+            let config = find_instance(services, instance).await?;
+            authenticate(&config, &incoming)?;
+            config
+        }
+    };
 
     let parsed: Value = serde_json::from_slice(incoming.body)
         .map_err(|err| ApiError::BadRequest(format!("body is not valid JSON: {err}")))?;
@@ -141,10 +152,44 @@ async fn find_instance(
     })
 }
 
+/// Reads `CONFIG` with the credentials of the original route's key. Every failure to read it,
+/// including a database that does not exist, is the same 401, so the key cannot be used to
+/// probe for instances.
+async fn read_as_member(
+    services: &Services,
+    instance: &str,
+    user: &str,
+    password: &str,
+) -> Result<std::sync::Arc<StoredConfig>, ApiError> {
+    let rejected =
+        || ApiError::Unauthorized("invalid key; use key=<user>:<password>@<instance>".into());
+    if validate_name(instance).is_err() {
+        return Err(rejected());
+    }
+    let document = match services
+        .store
+        .get_as(instance, CONFIG_ID, user, password)
+        .await
+    {
+        Ok(Some(document)) => document,
+        Ok(None) | Err(StoreError::Unauthorized | StoreError::DatabaseNotFound(_)) => {
+            return Err(rejected());
+        }
+        Err(err) => return Err(ApiError::Unavailable(err.to_string())),
+    };
+    let config = serde_json::from_value(document.body).map_err(|err| {
+        ApiError::Unavailable(format!("CONFIG of {instance:?} is invalid: {err}"))
+    })?;
+    Ok(std::sync::Arc::new(StoredConfig {
+        rev: document.rev,
+        config,
+    }))
+}
+
 fn authenticate(config: &StoredConfig, incoming: &Incoming<'_>) -> Result<(), ApiError> {
     let secret = config.config.webhook_secret.expose().as_bytes();
     match incoming.credentials {
-        Credentials::Key { password } => {
+        Credentials::Key { password, .. } => {
             if !secret.is_empty() && bool::from(password.as_bytes().ct_eq(secret)) {
                 return Ok(());
             }

@@ -96,7 +96,7 @@ async fn original_hook(
     let key = query.key.ok_or_else(|| {
         ApiError::Unauthorized("missing key; add ?key=<name>:<webhook secret>@<instance>".into())
     })?;
-    let (password, instance) = parse_key(&key).ok_or_else(|| {
+    let (user, password, instance) = parse_key(&key).ok_or_else(|| {
         ApiError::Unauthorized(
             "malformed key; expected key=<name>:<webhook secret>@<instance>".into(),
         )
@@ -114,7 +114,7 @@ async fn original_hook(
             instance,
             headers: discourse,
             body: &body,
-            credentials: Credentials::Key { password },
+            credentials: Credentials::Key { user, password },
             route_event: Some(route_event.clone()),
         };
         respond(intake::accept(&services, incoming).await)
@@ -123,12 +123,12 @@ async fn original_hook(
     .await
 }
 
-/// Splits `user:password@instance` into the password and the instance. The instance is after
-/// the last `@` and the password after the first `:`, so passwords may contain either.
-fn parse_key(key: &str) -> Option<(&str, &str)> {
+/// Splits `user:password@instance`. The instance is after the last `@` and the password
+/// after the first `:`, so passwords may contain either.
+fn parse_key(key: &str) -> Option<(&str, &str, &str)> {
     let (credentials, instance) = key.rsplit_once('@')?;
-    let (_user, password) = credentials.split_once(':')?;
-    Some((password, instance))
+    let (user, password) = credentials.split_once(':')?;
+    Some((user, password, instance))
 }
 
 fn respond(result: Result<Receipt, ApiError>) -> Result<Json<Receipt>, ApiError> {
@@ -150,8 +150,14 @@ mod tests {
 
     #[test]
     fn key_splits_at_last_at_sign() {
-        assert_eq!(parse_key("geoffrey:pw@forum"), Some(("pw", "forum")));
-        assert_eq!(parse_key("u:p@ss:w@rd@forum"), Some(("p@ss:w@rd", "forum")));
+        assert_eq!(
+            parse_key("geoffrey:pw@forum"),
+            Some(("geoffrey", "pw", "forum"))
+        );
+        assert_eq!(
+            parse_key("u:p@ss:w@rd@forum"),
+            Some(("u", "p@ss:w@rd", "forum"))
+        );
         assert_eq!(parse_key("nopassword@forum"), None);
         assert_eq!(parse_key("u:p"), None);
     }

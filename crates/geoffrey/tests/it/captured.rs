@@ -3,11 +3,10 @@
 use serde_json::json;
 use std::collections::BTreeMap;
 use testkit::fixtures::{self, FIXTURE_SECRET};
-use testkit::geoffrey::{TestGeoffrey, relay_apps, relay_rule};
+use testkit::geoffrey::{Mode, TestGeoffrey, relay_apps, relay_rule};
 use testkit::receiver::Receiver;
 
-#[tokio::test]
-async fn captured_deliveries_are_routed_by_event() {
+async fn captured_deliveries_are_routed_by_event(mode: Mode) {
     let mut deliveries = fixtures::captured();
     assert_eq!(deliveries.len(), 59);
     for delivery in &mut deliveries {
@@ -29,7 +28,7 @@ async fn captured_deliveries_are_routed_by_event() {
             rule
         })
         .collect();
-    let geoffrey = TestGeoffrey::start().await;
+    let geoffrey = TestGeoffrey::start(mode).await;
     geoffrey.create_instance("forum", relay_apps(rules)).await;
 
     let mut expected: BTreeMap<String, usize> = BTreeMap::new();
@@ -67,3 +66,5 @@ async fn captured_deliveries_are_routed_by_event() {
     wanted.sort();
     assert_eq!(texts, wanted);
 }
+
+testkit::in_both_modes!(captured_deliveries_are_routed_by_event,);

@@ -17,29 +17,6 @@ async fn open_store() -> (Arc<dyn Store>, PouchServer) {
 
 testkit::store_suite!(open_store());
 
-/// Creates a CouchDB user whose only role is the database of `instance`.
-async fn create_member(server: &PouchServer, name: &str, password: &str, instance: &str) {
-    let url = format!("{}_users/org.couchdb.user:{name}", server.url());
-    let user = json!({
-        "name": name, "password": password, "type": "user", "roles": [format!("geoffrey-{instance}")]
-    });
-    let response = reqwest::Client::new()
-        .put(url)
-        .basic_auth(
-            testkit::servers::COUCH_ADMIN,
-            Some(testkit::servers::COUCH_PASSWORD),
-        )
-        .json(&user)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        response.status().is_success(),
-        "{}",
-        response.text().await.unwrap()
-    );
-}
-
 #[tokio::test]
 async fn instance_credentials_cannot_read_other_instances() {
     let (store, server) = open_store().await;
@@ -50,7 +27,9 @@ async fn instance_credentials_cannot_read_other_instances() {
             .await
             .unwrap();
     }
-    create_member(&server, "north-manager", "north-password", "north").await;
+    server
+        .create_member("north-manager", "north-password", "north")
+        .await;
 
     let own = store
         .get_as("north", "CONFIG", "north-manager", "north-password")

@@ -6,7 +6,7 @@ use geoffrey::run::Roles;
 use serde_json::json;
 use std::time::Duration;
 use testkit::fixtures::{self, Delivery};
-use testkit::geoffrey::{TestGeoffrey, relay_apps, relay_rule};
+use testkit::geoffrey::{Mode, TestGeoffrey, relay_apps, relay_rule};
 
 /// A relay rule for every event, so each accepted delivery becomes one job.
 fn catch_all() -> serde_json::Value {
@@ -16,8 +16,9 @@ fn catch_all() -> serde_json::Value {
 }
 
 /// Server only, so jobs stay in the queue where the test can count them.
-async fn server() -> TestGeoffrey {
+async fn server(mode: Mode) -> TestGeoffrey {
     let geoffrey = TestGeoffrey::start_with(
+        mode,
         |_| {},
         None,
         Roles {
@@ -40,9 +41,8 @@ async fn ready_jobs(geoffrey: &TestGeoffrey) -> u64 {
         .ready
 }
 
-#[tokio::test]
-async fn all_signed_fixtures_are_accepted() {
-    let geoffrey = server().await;
+async fn all_signed_fixtures_are_accepted(mode: Mode) {
+    let geoffrey = server(mode).await;
     let deliveries = fixtures::all_signed();
     assert_eq!(deliveries.len(), 12);
     for delivery in &deliveries {
@@ -60,9 +60,8 @@ async fn all_signed_fixtures_are_accepted() {
     assert_eq!(ready_jobs(&geoffrey).await, 10);
 }
 
-#[tokio::test]
-async fn changed_byte_is_rejected() {
-    let geoffrey = server().await;
+async fn changed_byte_is_rejected(mode: Mode) {
+    let geoffrey = server(mode).await;
     let mut delivery = fixtures::signed("post_created");
     let last = delivery.body.len() - 2;
     delivery.body[last] ^= 0x01;
@@ -75,9 +74,8 @@ async fn changed_byte_is_rejected() {
     assert_eq!(ready_jobs(&geoffrey).await, 0);
 }
 
-#[tokio::test]
-async fn wrong_secret_is_rejected() {
-    let geoffrey = server().await;
+async fn wrong_secret_is_rejected(mode: Mode) {
+    let geoffrey = server(mode).await;
     let mut delivery = fixtures::signed("user_created");
     let signature = geoffrey::api::signature::sign(b"another-secret-value", &delivery.body);
     delivery.set_header("X-Discourse-Event-Signature", &signature);
@@ -86,9 +84,8 @@ async fn wrong_secret_is_rejected() {
     assert_eq!(ready_jobs(&geoffrey).await, 0);
 }
 
-#[tokio::test]
-async fn missing_signature_is_rejected_unless_opted_in() {
-    let geoffrey = server().await;
+async fn missing_signature_is_rejected_unless_opted_in(mode: Mode) {
+    let geoffrey = server(mode).await;
     let mut delivery = fixtures::signed("user_created");
     delivery.remove_header("X-Discourse-Event-Signature");
     let (status, body) = geoffrey.send("forum", &delivery).await;
@@ -124,9 +121,8 @@ async fn missing_signature_is_rejected_unless_opted_in() {
     assert_eq!(status, 401);
 }
 
-#[tokio::test]
-async fn form_content_type_still_parses_json() {
-    let geoffrey = server().await;
+async fn form_content_type_still_parses_json(mode: Mode) {
+    let geoffrey = server(mode).await;
     let (status, body) = geoffrey
         .send("forum", &fixtures::signed("ping_form_urlencoded"))
         .await;
@@ -134,9 +130,8 @@ async fn form_content_type_still_parses_json() {
     assert_eq!(body["status"], "pong");
 }
 
-#[tokio::test]
-async fn unknown_instance_is_not_found() {
-    let geoffrey = server().await;
+async fn unknown_instance_is_not_found(mode: Mode) {
+    let geoffrey = server(mode).await;
     for name in ["nosuchforum", "Bad%20Name"] {
         let (status, body) = geoffrey.send(name, &fixtures::signed("ping")).await;
         assert_eq!(status, 404, "{name}");
@@ -160,9 +155,8 @@ fn signed_body(event: &str, kind: &str, body: &[u8]) -> Delivery {
     delivery
 }
 
-#[tokio::test]
-async fn malformed_json_is_a_bad_request() {
-    let geoffrey = server().await;
+async fn malformed_json_is_a_bad_request(mode: Mode) {
+    let geoffrey = server(mode).await;
     let (status, body) = geoffrey
         .send("forum", &signed_body("user_created", "user", b"{\"user\":"))
         .await;
@@ -174,9 +168,8 @@ async fn malformed_json_is_a_bad_request() {
     assert_eq!(ready_jobs(&geoffrey).await, 0);
 }
 
-#[tokio::test]
-async fn event_and_body_key_must_agree() {
-    let geoffrey = server().await;
+async fn event_and_body_key_must_agree(mode: Mode) {
+    let geoffrey = server(mode).await;
     let cases = [
         // The body key is not the announced type.
         signed_body("user_created", "user", br#"{"post":{"id":1}}"#),
@@ -192,9 +185,8 @@ async fn event_and_body_key_must_agree() {
     assert_eq!(ready_jobs(&geoffrey).await, 0);
 }
 
-#[tokio::test]
-async fn unknown_plugin_event_is_accepted() {
-    let geoffrey = server().await;
+async fn unknown_plugin_event_is_accepted(mode: Mode) {
+    let geoffrey = server(mode).await;
     let delivery = signed_body(
         "chat_reaction_added",
         "chat_reaction",
@@ -205,9 +197,9 @@ async fn unknown_plugin_event_is_accepted() {
     assert_eq!(body["jobs"], 1);
 }
 
-#[tokio::test]
-async fn oversized_body_is_rejected() {
+async fn oversized_body_is_rejected(mode: Mode) {
     let geoffrey = TestGeoffrey::start_with(
+        mode,
         |settings| settings.server.max_body_bytes = 1024,
         None,
         Roles {
@@ -234,9 +226,8 @@ async fn oversized_body_is_rejected() {
     assert_eq!(status, 200);
 }
 
-#[tokio::test]
-async fn redelivery_with_same_event_id_is_acknowledged_once() {
-    let geoffrey = server().await;
+async fn redelivery_with_same_event_id_is_acknowledged_once(mode: Mode) {
+    let geoffrey = server(mode).await;
     let delivery = fixtures::signed("topic_created");
     let (status, first) = geoffrey.send("forum", &delivery).await;
     assert_eq!((status, first["status"].as_str()), (200, Some("accepted")));
@@ -248,10 +239,10 @@ async fn redelivery_with_same_event_id_is_acknowledged_once() {
     assert_eq!(ready_jobs(&geoffrey).await, 1);
 }
 
-#[tokio::test]
-async fn retry_with_new_event_id_is_a_duplicate_within_the_window() {
+async fn retry_with_new_event_id_is_a_duplicate_within_the_window(mode: Mode) {
     let clock = ManualClock::starting_at(1_800_000_000_000);
     let geoffrey = TestGeoffrey::start_with(
+        mode,
         |settings| settings.intake.duplicate_window = Duration::from_secs(600),
         Some(clock.clone()),
         Roles {
@@ -277,7 +268,7 @@ async fn retry_with_new_event_id_is_a_duplicate_within_the_window() {
 
 #[tokio::test]
 async fn locked_queue_answers_503_and_stores_nothing() {
-    let geoffrey = server().await;
+    let geoffrey = server(Mode::Embedded).await;
     let queue_file = geoffrey.dir.path().join("queue.sqlite");
     let blocker = rusqlite_lock(&queue_file);
 
@@ -337,10 +328,23 @@ impl Drop for LockGuard {
     }
 }
 
-#[tokio::test]
-async fn original_route_maps_path_to_event() {
-    let geoffrey = server().await;
-    let key = format!("geoffrey:{}@forum", fixtures::FIXTURE_SECRET);
+/// Returns the original route's key for the instance `forum`: in the embedded mode the
+/// password is the webhook secret, in the distributed mode a CouchDB member's password.
+async fn forum_key(geoffrey: &TestGeoffrey) -> String {
+    match &geoffrey.couch {
+        Some(couch) => {
+            couch
+                .create_member("forum-hooks", "member-password", "forum")
+                .await;
+            "forum-hooks:member-password@forum".to_string()
+        }
+        None => format!("geoffrey:{}@forum", fixtures::FIXTURE_SECRET),
+    }
+}
+
+async fn original_route_maps_path_to_event(mode: Mode) {
+    let geoffrey = server(mode).await;
+    let key = forum_key(&geoffrey).await;
     let url = format!("{}/api/posts/new?key={key}", geoffrey.base_url);
     let bare = Delivery {
         name: "bare".into(),
@@ -353,7 +357,6 @@ async fn original_route_maps_path_to_event() {
     assert_eq!(body["jobs"], 1);
 
     // With Discourse's headers, the headers name the event.
-    let url = format!("{}/api/posts/new?key={key}", geoffrey.base_url);
     let (status, body) = geoffrey.post(&url, &fixtures::signed("user_created")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["event"], "user_created");
@@ -362,9 +365,12 @@ async fn original_route_maps_path_to_event() {
     assert_eq!(lease.job.spec.event.body["post"]["post_id"], 1234);
 }
 
-#[tokio::test]
-async fn original_route_rejects_bad_keys_and_paths() {
-    let geoffrey = server().await;
+async fn original_route_rejects_bad_keys_and_paths(mode: Mode) {
+    let geoffrey = server(mode).await;
+    let key = forum_key(&geoffrey).await;
+    let (user_password, _) = key.rsplit_once('@').unwrap();
+    // The distributed mode never tells whether a database exists.
+    let unknown_instance = if mode == Mode::Embedded { 404 } else { 401 };
     let bare = Delivery {
         name: "bare".into(),
         body: br#"{"id":1}"#.to_vec(),
@@ -378,16 +384,10 @@ async fn original_route_rejects_bad_keys_and_paths() {
         ("/api/posts/new".to_string(), 401),
         ("/api/posts/new?key=nocolon@forum".to_string(), 401),
         (
-            format!(
-                "/api/posts/new?key=g:{}@nosuchforum",
-                fixtures::FIXTURE_SECRET
-            ),
-            404,
+            format!("/api/posts/new?key={user_password}@nosuchforum"),
+            unknown_instance,
         ),
-        (
-            format!("/api/widgets/new?key=g:{}@forum", fixtures::FIXTURE_SECRET),
-            404,
-        ),
+        (format!("/api/widgets/new?key={key}"), 404),
     ];
     for (path, expected) in cases {
         let (status, body) = geoffrey
@@ -398,3 +398,73 @@ async fn original_route_rejects_bad_keys_and_paths() {
     }
     assert_eq!(ready_jobs(&geoffrey).await, 0);
 }
+
+/// Sends a delivery until the answer has `status`, because the server notices an outage
+/// or a recovery only on its next request to the backend.
+async fn send_until(
+    geoffrey: &TestGeoffrey,
+    delivery: &Delivery,
+    status: u16,
+) -> serde_json::Value {
+    let what = format!("status {status}");
+    testkit::eventually(Duration::from_secs(20), &what, || async {
+        let (got, body) = geoffrey.send("forum", delivery).await;
+        (got == status).then_some(body)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn redis_outage_answers_503_until_it_returns() {
+    let mut geoffrey = server(Mode::Distributed).await;
+    let delivery = fixtures::signed("user_created");
+    geoffrey.redis.as_mut().unwrap().kill();
+    let body = send_until(&geoffrey, &delivery, 503).await;
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("send the request again"),
+        "{body}"
+    );
+
+    geoffrey.redis.as_mut().unwrap().restart();
+    let body = send_until(&geoffrey, &delivery, 200).await;
+    assert_eq!(body["status"], "accepted");
+    assert_eq!(ready_jobs(&geoffrey).await, 1);
+}
+
+#[tokio::test]
+async fn couch_outage_answers_503_until_it_returns() {
+    let mut geoffrey = server(Mode::Distributed).await;
+    let delivery = fixtures::signed("user_created");
+    geoffrey.couch.as_mut().unwrap().kill();
+    send_until(&geoffrey, &delivery, 503).await;
+    assert_eq!(
+        ready_jobs(&geoffrey).await,
+        0,
+        "nothing was queued while the store was down"
+    );
+
+    geoffrey.couch.as_mut().unwrap().restart();
+    let body = send_until(&geoffrey, &delivery, 200).await;
+    assert_eq!(body["status"], "accepted");
+    assert_eq!(ready_jobs(&geoffrey).await, 1);
+}
+
+testkit::in_both_modes!(
+    all_signed_fixtures_are_accepted,
+    changed_byte_is_rejected,
+    wrong_secret_is_rejected,
+    missing_signature_is_rejected_unless_opted_in,
+    form_content_type_still_parses_json,
+    unknown_instance_is_not_found,
+    malformed_json_is_a_bad_request,
+    event_and_body_key_must_agree,
+    unknown_plugin_event_is_accepted,
+    oversized_body_is_rejected,
+    redelivery_with_same_event_id_is_acknowledged_once,
+    retry_with_new_event_id_is_a_duplicate_within_the_window,
+    original_route_maps_path_to_event,
+    original_route_rejects_bad_keys_and_paths,
+);

@@ -7,13 +7,13 @@ use geoffrey::store::{LogEntry, Outcome};
 use serde_json::json;
 use std::time::Duration;
 use testkit::fixtures;
-use testkit::geoffrey::{TestGeoffrey, relay_apps, relay_rule};
+use testkit::geoffrey::{Mode, TestGeoffrey, relay_apps, relay_rule};
 use testkit::receiver::{Receiver, Reply};
 
 const TOPIC_TEMPLATE: &str = "New topic {{topic.title}} by {{topic.created_by.username}}";
 
-async fn relay_to(receiver: &Receiver) -> TestGeoffrey {
-    let geoffrey = TestGeoffrey::start().await;
+async fn relay_to(mode: Mode, receiver: &Receiver) -> TestGeoffrey {
+    let geoffrey = TestGeoffrey::start(mode).await;
     let rule = relay_rule("topics", &receiver.url, &["topic_created"], TOPIC_TEMPLATE);
     geoffrey
         .create_instance("forum", relay_apps(vec![rule]))
@@ -30,10 +30,9 @@ fn outcomes(logs: &[LogEntry]) -> Vec<(u32, Outcome)> {
     outcomes
 }
 
-#[tokio::test]
-async fn topic_reaches_the_chat() {
+async fn topic_reaches_the_chat(mode: Mode) {
     let receiver = Receiver::start().await;
-    let geoffrey = relay_to(&receiver).await;
+    let geoffrey = relay_to(mode, &receiver).await;
     let (status, _) = geoffrey
         .send("forum", &fixtures::signed("topic_created"))
         .await;
@@ -61,10 +60,9 @@ async fn topic_reaches_the_chat() {
     );
 }
 
-#[tokio::test]
-async fn unsubscribed_events_make_no_jobs() {
+async fn unsubscribed_events_make_no_jobs(mode: Mode) {
     let receiver = Receiver::start().await;
-    let geoffrey = relay_to(&receiver).await;
+    let geoffrey = relay_to(mode, &receiver).await;
     let (status, body) = geoffrey
         .send("forum", &fixtures::signed("post_created"))
         .await;
@@ -72,11 +70,10 @@ async fn unsubscribed_events_make_no_jobs() {
     assert_eq!(body["jobs"], 0);
 }
 
-#[tokio::test]
-async fn server_error_is_retried_until_success() {
+async fn server_error_is_retried_until_success(mode: Mode) {
     let receiver = Receiver::start().await;
     receiver.script([Reply::status(503), Reply::status(429)]);
-    let geoffrey = relay_to(&receiver).await;
+    let geoffrey = relay_to(mode, &receiver).await;
     geoffrey
         .send("forum", &fixtures::signed("topic_created"))
         .await;
@@ -95,11 +92,10 @@ async fn server_error_is_retried_until_success() {
     assert_eq!(receiver.received().len(), 3);
 }
 
-#[tokio::test]
-async fn client_error_fails_permanently_without_retry() {
+async fn client_error_fails_permanently_without_retry(mode: Mode) {
     let receiver = Receiver::start().await;
     receiver.always(Reply::status(404));
-    let geoffrey = relay_to(&receiver).await;
+    let geoffrey = relay_to(mode, &receiver).await;
     geoffrey
         .send("forum", &fixtures::signed("topic_created"))
         .await;
@@ -121,11 +117,10 @@ async fn client_error_fails_permanently_without_retry() {
     assert_eq!(failed[0].reason, "HTTP 404");
 }
 
-#[tokio::test]
-async fn exhausted_retries_become_a_replayable_failed_job() {
+async fn exhausted_retries_become_a_replayable_failed_job(mode: Mode) {
     let receiver = Receiver::start().await;
     receiver.script([Reply::status(500), Reply::status(502), Reply::status(500)]);
-    let geoffrey = relay_to(&receiver).await;
+    let geoffrey = relay_to(mode, &receiver).await;
     geoffrey
         .send("forum", &fixtures::signed("topic_created"))
         .await;
@@ -152,13 +147,12 @@ async fn exhausted_retries_become_a_replayable_failed_job() {
     assert!(queue.failed_jobs("forum", 10).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn unreachable_chat_is_a_transient_failure() {
+async fn unreachable_chat_is_a_transient_failure(mode: Mode) {
     // A port that was just free has no listener, so the connection is refused.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", closed.local_addr().unwrap());
     drop(closed);
-    let geoffrey = TestGeoffrey::start().await;
+    let geoffrey = TestGeoffrey::start(mode).await;
     let rule = relay_rule("topics", &url, &["topic_created"], TOPIC_TEMPLATE);
     geoffrey
         .create_instance("forum", relay_apps(vec![rule]))
@@ -177,11 +171,11 @@ async fn unreachable_chat_is_a_transient_failure() {
     }
 }
 
-#[tokio::test]
-async fn slow_chat_times_out_and_is_retried() {
+async fn slow_chat_times_out_and_is_retried(mode: Mode) {
     let receiver = Receiver::start().await;
     receiver.script([Reply::after(Duration::from_secs(3), 200)]);
     let geoffrey = TestGeoffrey::start_with(
+        mode,
         |settings| settings.worker.job_timeout = Duration::from_millis(300),
         None,
         Roles::ALL,
@@ -204,12 +198,12 @@ async fn slow_chat_times_out_and_is_retried() {
     assert!(error.contains("timed out"), "{error}");
 }
 
-#[tokio::test]
-async fn retry_waits_for_the_backoff_delay() {
+async fn retry_waits_for_the_backoff_delay(mode: Mode) {
     let receiver = Receiver::start().await;
     receiver.script([Reply::status(503)]);
     let clock = ManualClock::starting_at(1_800_000_000_000);
     let geoffrey = TestGeoffrey::start_with(
+        mode,
         |settings| {
             settings.worker.backoff_base = Duration::from_secs(60);
             settings.worker.backoff_max = Duration::from_secs(60);
@@ -243,10 +237,9 @@ async fn retry_waits_for_the_backoff_delay() {
     );
 }
 
-#[tokio::test]
-async fn filters_select_events() {
+async fn filters_select_events(mode: Mode) {
     let receiver = Receiver::start().await;
-    let geoffrey = TestGeoffrey::start().await;
+    let geoffrey = TestGeoffrey::start(mode).await;
     let mut other_category = relay_rule("elsewhere", &receiver.url, &["post_created"], "x");
     other_category["category_ids"] = json!([999_999]);
     let everything = relay_rule("all", &receiver.url, &["*"], "{{event.name}}");
@@ -264,11 +257,10 @@ async fn filters_select_events() {
     assert_eq!(receiver.texts(), ["post_created"]);
 }
 
-#[tokio::test]
-async fn shutdown_lets_running_jobs_finish() {
+async fn shutdown_lets_running_jobs_finish(mode: Mode) {
     let receiver = Receiver::start().await;
     receiver.script([Reply::after(Duration::from_millis(500), 200)]);
-    let mut geoffrey = relay_to(&receiver).await;
+    let mut geoffrey = relay_to(mode, &receiver).await;
     geoffrey
         .send("forum", &fixtures::signed("topic_created"))
         .await;
@@ -286,11 +278,11 @@ async fn shutdown_lets_running_jobs_finish() {
     );
 }
 
-#[tokio::test]
-async fn shutdown_releases_jobs_that_outlast_the_grace_period() {
+async fn shutdown_releases_jobs_that_outlast_the_grace_period(mode: Mode) {
     let receiver = Receiver::start().await;
     receiver.script([Reply::after(Duration::from_secs(5), 200)]);
     let mut geoffrey = TestGeoffrey::start_with(
+        mode,
         |settings| {
             settings.worker.shutdown_grace = Duration::from_millis(200);
             settings.worker.job_timeout = Duration::from_secs(10);
@@ -331,3 +323,17 @@ async fn shutdown_releases_jobs_that_outlast_the_grace_period() {
         "the interrupted attempt does not count"
     );
 }
+
+testkit::in_both_modes!(
+    topic_reaches_the_chat,
+    unsubscribed_events_make_no_jobs,
+    server_error_is_retried_until_success,
+    client_error_fails_permanently_without_retry,
+    exhausted_retries_become_a_replayable_failed_job,
+    unreachable_chat_is_a_transient_failure,
+    slow_chat_times_out_and_is_retried,
+    retry_waits_for_the_backoff_delay,
+    filters_select_events,
+    shutdown_lets_running_jobs_finish,
+    shutdown_releases_jobs_that_outlast_the_grace_period,
+);
