@@ -209,7 +209,8 @@ impl Settings {
         }
         let env = Env::prefixed("GEOFFREY_")
             .split("__")
-            .ignore(&["config", "log"]);
+            // These variables belong to the command line, not to the settings.
+            .ignore(&["config", "log", "webhook_secret"]);
         let settings: Settings = figment
             .merge(env)
             .extract()

@@ -100,6 +100,12 @@ pub fn validate_name(name: &str) -> Result<(), InstanceError> {
 
 /// Parses and checks a whole `CONFIG` document. Returns every invalid field at once.
 pub fn validate(document: &Value, apps: &AppRegistry) -> Result<InstanceConfig, InstanceError> {
+    if !document.is_object() {
+        return Err(InstanceError::Invalid(vec![FieldError::new(
+            "",
+            "the configuration must be a JSON object; `geoffrey config show` prints one",
+        )]));
+    }
     let mut body = document.clone();
     if let Some(object) = body.as_object_mut() {
         object.remove("_id");
@@ -107,7 +113,13 @@ pub fn validate(document: &Value, apps: &AppRegistry) -> Result<InstanceConfig, 
     }
     let config: InstanceConfig = serde_path_to_error::deserialize(&body).map_err(|err| {
         let path = err.path().to_string();
-        InstanceError::Invalid(vec![FieldError::new(path, err.into_inner().to_string())])
+        // serde quotes the rejected value, which must not happen for a secret.
+        let message = if path == "webhook_secret" {
+            "invalid value; expected a string".to_string()
+        } else {
+            err.into_inner().to_string()
+        };
+        InstanceError::Invalid(vec![FieldError::new(path, message)])
     })?;
 
     let mut errors = Vec::new();
@@ -179,9 +191,16 @@ pub fn masked(config: &InstanceConfig, apps: &AppRegistry) -> Value {
 
 /// Replaces every [`MASK`] string in `new` with the value at the same place in `old`, so a
 /// configuration shown masked can be edited and saved back without retyping its secrets.
+/// List items that have a `name` (such as relay rules) are matched by name, so reordering
+/// them keeps each secret with its item; other items are matched by position. A mask with
+/// no stored value left stays a mask, and validation then rejects it.
 pub fn unmask(new: &mut Value, old: &Value) {
     match new {
-        Value::String(text) if text == MASK => *new = old.clone(),
+        Value::String(text) if text == MASK => {
+            if !old.is_null() {
+                *new = old.clone();
+            }
+        }
         Value::Object(fields) => {
             for (key, value) in fields.iter_mut() {
                 unmask(value, old.get(key).unwrap_or(&Value::Null));
@@ -189,7 +208,13 @@ pub fn unmask(new: &mut Value, old: &Value) {
         }
         Value::Array(items) => {
             for (index, value) in items.iter_mut().enumerate() {
-                unmask(value, old.get(index).unwrap_or(&Value::Null));
+                let counterpart = match value.get("name") {
+                    Some(name) => old
+                        .as_array()
+                        .and_then(|olds| olds.iter().find(|item| item.get("name") == Some(name))),
+                    None => old.get(index),
+                };
+                unmask(value, counterpart.unwrap_or(&Value::Null));
             }
         }
         _ => {}
@@ -198,6 +223,7 @@ pub fn unmask(new: &mut Value, old: &Value) {
 
 /// Reads and parses an instance's `CONFIG`.
 pub async fn load(store: &dyn Store, name: &str) -> Result<StoredConfig, InstanceError> {
+    validate_name(name)?;
     let document = store
         .get(name, CONFIG_ID)
         .await?
@@ -314,6 +340,35 @@ mod tests {
         let document = json!({ "discourse_url": "https://f.example.com", "secret": "x" });
         let err = validate(&document, &registry()).expect_err("unknown field");
         assert!(err.to_string().contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn non_object_config_is_rejected() {
+        let err = validate(
+            &json!(["https://f.example.com", "fixture-secret"]),
+            &registry(),
+        );
+        assert!(err.is_err());
+    }
+
+    #[test]
+    fn reordered_items_keep_their_secrets() {
+        let old = json!({ "rules": [
+            { "name": "a", "url": "https://a.example.com/token-a" },
+            { "name": "b", "url": "https://b.example.com/token-b" },
+        ]});
+        let mut new = json!({ "rules": [
+            { "name": "b", "url": MASK },
+            { "name": "a", "url": MASK },
+            { "name": "c", "url": MASK },
+        ]});
+        unmask(&mut new, &old);
+        assert_eq!(new["rules"][0]["url"], "https://b.example.com/token-b");
+        assert_eq!(new["rules"][1]["url"], "https://a.example.com/token-a");
+        assert_eq!(
+            new["rules"][2]["url"], MASK,
+            "a new item has no stored secret"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub async fn run(services: Arc<Services>, command: ConfigCommand) -> anyhow::Res
             let stored = instance::load(services.store.as_ref(), &name).await?;
             let mut shown = instance::masked(&stored.config, &services.apps);
             shown["_rev"] = Value::from(stored.rev);
-            println!("{}", serde_json::to_string_pretty(&shown)?);
+            crate::output::out!("{}", serde_json::to_string_pretty(&shown)?);
         }
         ConfigCommand::Set { name, file } => {
             let text = read_input(file.as_deref())?;
@@ -42,7 +42,7 @@ pub async fn run(services: Arc<Services>, command: ConfigCommand) -> anyhow::Res
                     services.apps.names().join(", ")
                 );
             };
-            println!("{}", serde_json::to_string_pretty(&found.schema())?);
+            crate::output::out!("{}", serde_json::to_string_pretty(&found.schema())?);
         }
     }
     Ok(())

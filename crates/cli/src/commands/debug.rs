@@ -25,8 +25,8 @@ async fn print_message(body: String) -> &'static str {
                 .map(str::to_string)
         });
     match text {
-        Some(text) => println!("message: {text}"),
-        None => println!("body: {body}"),
+        Some(text) => crate::output::out!("message: {text}"),
+        None => crate::output::out!("body: {body}"),
     }
     "ok"
 }

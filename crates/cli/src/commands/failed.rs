@@ -24,7 +24,7 @@ pub async fn run(services: Arc<Services>, command: FailedCommand) -> anyhow::Res
                     .as_deref()
                     .map(|t| format!("[{t}]"))
                     .unwrap_or_default();
-                println!(
+                crate::output::out!(
                     "{id} {app}.{feature}{target} {event} attempts {attempts}: {reason}",
                     id = job.id,
                     app = job.spec.app,

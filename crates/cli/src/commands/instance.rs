@@ -26,7 +26,7 @@ pub async fn run(services: Arc<Services>, command: InstanceCommand) -> anyhow::R
         }
         InstanceCommand::List => {
             for name in services.store.list_databases().await? {
-                println!("{name}");
+                crate::output::out!("{name}");
             }
         }
     }
@@ -35,14 +35,14 @@ pub async fn run(services: Arc<Services>, command: InstanceCommand) -> anyhow::R
 
 fn print_webhook_settings(services: &Services, name: &str, config: &InstanceConfig) {
     let url = format!("{}/hooks/discourse/{name}", services.settings.public_url());
-    println!("Created instance {name:?} for {}.", config.discourse_url);
-    println!();
-    println!("In Discourse, open Admin > API > Webhooks > New Webhook and enter:");
-    println!("  Payload URL:   {url}");
-    println!("  Content type:  application/json");
-    println!("  Secret:        {}", config.webhook_secret.expose());
-    println!("  Events:        the events your apps use, or \"Send me everything\"");
-    println!();
-    println!("The secret is printed only now; `geoffrey config show {name}` masks it.");
-    println!("Next: add apps with `geoffrey config set {name}`.");
+    crate::output::out!("Created instance {name:?} for {}.", config.discourse_url);
+    crate::output::out!("");
+    crate::output::out!("In Discourse, open Admin > API > Webhooks > New Webhook and enter:");
+    crate::output::out!("  Payload URL:   {url}");
+    crate::output::out!("  Content type:  application/json");
+    crate::output::out!("  Secret:        {}", config.webhook_secret.expose());
+    crate::output::out!("  Events:        the events your apps use, or \"Send me everything\"");
+    crate::output::out!("");
+    crate::output::out!("The secret is printed only now; `geoffrey config show {name}` masks it.");
+    crate::output::out!("Next: add apps with `geoffrey config set {name}`.");
 }

@@ -16,9 +16,16 @@ pub async fn run(services: Arc<Services>, args: LogsArgs) -> anyhow::Result<()> 
         .map(str::parse::<Outcome>)
         .transpose()
         .map_err(anyhow::Error::msg)?;
-    let since = args
-        .since
-        .map(|age| services.clock.now() - Duration::from(age));
+    let since = match args.since {
+        Some(age) => {
+            let age = time::Duration::try_from(Duration::from(age))?;
+            let since = services.clock.now().checked_sub(age);
+            Some(since.ok_or_else(|| {
+                anyhow::anyhow!("--since reaches before the year -9999; use a shorter age")
+            })?)
+        }
+        None => None,
+    };
     let mut query = LogQuery {
         app: args.app.clone(),
         feature: args.feature.clone(),
@@ -65,7 +72,7 @@ pub async fn run(services: Arc<Services>, args: LogsArgs) -> anyhow::Result<()> 
 
 fn print_entry(entry: &LogEntry, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string(entry)?);
+        crate::output::out!("{}", serde_json::to_string(entry)?);
         return Ok(());
     }
     let at = entry
@@ -90,7 +97,7 @@ fn print_entry(entry: &LogEntry, json: bool) -> anyhow::Result<()> {
         .as_deref()
         .map(|e| format!(" error: {e}"))
         .unwrap_or_default();
-    println!(
+    crate::output::out!(
         "{at} {outcome:<20} {app}.{feature}{target} {event}{event_id} attempt {attempt}{status} \
          {duration}ms{error} job {job}",
         outcome = entry.outcome.as_str(),

@@ -9,7 +9,7 @@ mod instance;
 mod logs;
 mod run;
 
-use crate::args::{Cli, Command};
+use crate::args::{Cli, Command, InstanceCommand};
 use geoffrey::clock::SystemClock;
 use geoffrey::config::Settings;
 use geoffrey::run::Roles;
@@ -29,6 +29,20 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         settings.queue.url = Some(Secret::new(url));
     }
     settings.validate()?;
+    let reads_existing_data = !matches!(
+        cli.command,
+        Command::Run(_)
+            | Command::Serve(_)
+            | Command::Work
+            | Command::Debug(_)
+            | Command::Instance(InstanceCommand::Create { .. })
+    );
+    if reads_existing_data && settings.store.url.is_none() && !settings.data_dir.exists() {
+        anyhow::bail!(
+            "no data folder at {}; run the command where `geoffrey run` keeps its data, or pass --data-dir",
+            settings.data_dir.display()
+        );
+    }
     match cli.command {
         Command::Run(args) => run::run(settings, Some(args), Roles::ALL).await,
         Command::Serve(args) => {

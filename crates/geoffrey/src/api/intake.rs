@@ -29,11 +29,12 @@ pub struct DiscourseHeaders {
 
 impl DiscourseHeaders {
     pub fn from_headers(headers: &HeaderMap) -> Self {
+        // A value that is not visible ASCII is kept (lossily decoded), so the checks below
+        // reject it instead of treating the header as absent.
         let get = |name: &str| {
             headers
                 .get(name)
-                .and_then(|value| value.to_str().ok())
-                .map(|value| value.trim().to_string())
+                .map(|value| String::from_utf8_lossy(value.as_bytes()).trim().to_string())
                 .filter(|value| !value.is_empty())
         };
         Self {
@@ -143,8 +144,8 @@ async fn find_instance(
             "unknown instance {name:?}; create it with `geoffrey instance create {name}`"
         ))
     };
-    if validate_name(name).is_err() {
-        return Err(unknown());
+    if let Err(err) = validate_name(name) {
+        return Err(ApiError::NotFound(format!("unknown instance: {err}")));
     }
     services.configs.get(name).await.map_err(|err| match err {
         InstanceError::NotFound(_) => unknown(),

@@ -16,6 +16,7 @@ pub use error::ApiError;
 use crate::event::event_from_route;
 use crate::services::Services;
 use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
@@ -32,8 +33,14 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/hooks/discourse/{instance}", post(discourse_hook))
         .route("/api/{resource}/{action}", post(original_hook))
         .route("/healthz", get(|| async { "ok" }))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(services)
+}
+
+/// Names a request by method and path only: the query of the original route carries a
+/// password.
+fn request_span(request: &axum::http::Request<Body>) -> tracing::Span {
+    tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
 }
 
 /// Reads the whole body, failing with 413 beyond `limit` bytes.
@@ -49,10 +56,12 @@ async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiErr
 
 async fn discourse_hook(
     State(services): State<Arc<Services>>,
-    Path(instance): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Receipt>, ApiError> {
+    let Path(instance) =
+        path.map_err(|err| ApiError::BadRequest(format!("invalid path: {err}")))?;
     let discourse = DiscourseHeaders::from_headers(&headers);
     let span = tracing::info_span!(
         "delivery",
@@ -82,11 +91,15 @@ struct KeyQuery {
 
 async fn original_hook(
     State(services): State<Arc<Services>>,
-    Path((resource, action)): Path<(String, String)>,
-    Query(query): Query<KeyQuery>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<KeyQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Receipt>, ApiError> {
+    let Path((resource, action)) =
+        path.map_err(|err| ApiError::BadRequest(format!("invalid path: {err}")))?;
+    let Query(query) =
+        query.map_err(|err| ApiError::BadRequest(format!("invalid query: {err}")))?;
     let route_event = event_from_route(&resource, &action).ok_or_else(|| {
         ApiError::NotFound(format!(
             "no event for /api/{resource}/{action}; use for example /api/posts/new, \
@@ -139,7 +152,9 @@ fn respond(result: Result<Receipt, ApiError>) -> Result<Json<Receipt>, ApiError>
             "delivery handled"
         ),
         Err(ApiError::Unavailable(_)) => {}
-        Err(err) => tracing::info!(error = %err, "delivery rejected"),
+        // Rejections are not logged above debug: anyone can send them, and the sender gets
+        // the reason in the response.
+        Err(err) => tracing::debug!(error = %err, "delivery rejected"),
     }
     result.map(Json)
 }

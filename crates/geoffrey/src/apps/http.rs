@@ -31,11 +31,18 @@ pub fn attempt_from_error(err: &reqwest::Error) -> Attempt {
     } else {
         "request failed"
     };
-    // reqwest's message includes the URL, which may carry a token; keep only the cause.
-    let cause = std::error::Error::source(err).map(|source| source.to_string());
-    let message = match cause {
-        Some(cause) => format!("{kind}: {cause}"),
-        None => kind.to_string(),
+    // reqwest's own message includes the URL, which may carry a token, so the message is
+    // built from the causes below it, which name the failure (refused, DNS, TLS).
+    let mut causes = Vec::new();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        causes.push(cause.to_string());
+        source = cause.source();
+    }
+    let message = if causes.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}: {}", causes.join(": "))
     };
     Attempt {
         status: None,

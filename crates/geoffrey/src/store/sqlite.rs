@@ -9,7 +9,7 @@
 use super::{Change, Document, LogEntry, LogPage, LogQuery, Store, StoreError, StoreResult};
 use crate::sqlite::{BlockingTaskFailed, SharedConnection};
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -85,8 +85,13 @@ impl SqliteStore {
         Ok(store)
     }
 
-    fn path_of(&self, db: &str) -> PathBuf {
-        self.dir.join(format!("{db}{FILE_SUFFIX}"))
+    /// Returns the file of a database. Names that are not instance names (such as
+    /// `../queue`) get `DatabaseNotFound`, so no path outside the folder is ever opened.
+    fn path_of(&self, db: &str) -> StoreResult<PathBuf> {
+        if crate::instance::validate_name(db).is_err() {
+            return Err(StoreError::DatabaseNotFound(db.to_string()));
+        }
+        Ok(self.dir.join(format!("{db}{FILE_SUFFIX}")))
     }
 
     fn database(&self, db: &str) -> StoreResult<Arc<Database>> {
@@ -94,7 +99,7 @@ impl SqliteStore {
         if let Some(database) = open.get(db) {
             return Ok(database.clone());
         }
-        let path = self.path_of(db);
+        let path = self.path_of(db)?;
         if !path.exists() {
             return Err(StoreError::DatabaseNotFound(db.to_string()));
         }
@@ -172,7 +177,7 @@ fn next_rev(previous: Option<&str>, body: &str) -> String {
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_database(&self, db: &str) -> StoreResult<()> {
-        let path = self.path_of(db);
+        let path = self.path_of(db)?;
         if path.exists() {
             return Err(StoreError::DatabaseExists(db.to_string()));
         }
@@ -235,7 +240,7 @@ impl Store for SqliteStore {
         let new_rev = database
             .conn
             .call(move |conn| {
-                let tx = conn.transaction()?;
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let current: Option<String> = tx
                     .query_row("SELECT rev FROM docs WHERE id = ?1", [&doc_id], |row| {
                         row.get(0)
@@ -269,7 +274,7 @@ impl Store for SqliteStore {
         database
             .conn
             .call(move |conn| {
-                let tx = conn.transaction()?;
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 {
                     let mut insert = tx.prepare_cached(
                         "INSERT OR IGNORE INTO logs (id, at, app, feature, event, outcome, body)

@@ -69,9 +69,16 @@ fn parse(section: &Value) -> Result<RelayConfig, FieldError> {
     })
 }
 
+/// Returns the template environment: undefined values, and attributes of undefined values,
+/// render as empty strings, because payloads differ between events and versions.
+fn environment() -> minijinja::Environment<'static> {
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
+    env
+}
+
 fn render(template: &str, context: &Value) -> Result<String, minijinja::Error> {
-    let env = minijinja::Environment::new();
-    env.render_str(template, context)
+    environment().render_str(template, context)
 }
 
 fn check_rule(index: usize, rule: &Rule, seen: &mut Vec<String>) -> Vec<FieldError> {
@@ -104,12 +111,27 @@ fn check_rule(index: usize, rule: &Rule, seen: &mut Vec<String>) -> Vec<FieldErr
             "empty; list event names such as \"topic_created\", or \"*\" for every event",
         ));
     }
+    for (position, name) in rule.events.iter().enumerate() {
+        let snake_case = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if name != "*" && !snake_case {
+            errors.push(FieldError::new(
+                at(&format!("events[{position}]")),
+                format!(
+                    "{name:?} is not an event name; use names such as \"topic_created\", or \"*\""
+                ),
+            ));
+        }
+    }
     if rule.template.trim().is_empty() {
         errors.push(FieldError::new(
             at("template"),
             "missing; write the message text",
         ));
-    } else if let Err(err) = minijinja::Environment::new().template_from_str(&rule.template) {
+    } else if let Err(err) = render(&rule.template, &json!({})) {
+        // Rendering with no data catches syntax errors and unknown filters or functions.
         errors.push(FieldError::new(
             at("template"),
             format!("invalid template: {err}"),
@@ -313,6 +335,27 @@ mod tests {
             &context,
         );
         assert_eq!(text.expect("renders"), "New topic Hello by ann");
+    }
+
+    #[test]
+    fn missing_objects_render_empty() {
+        let text = render(
+            "[{{topic.title}}][{{post.topic.title | upper}}]",
+            &json!({ "user": {} }),
+        );
+        assert_eq!(text.expect("renders"), "[][]");
+    }
+
+    #[test]
+    fn unknown_filter_and_bad_event_names_are_rejected() {
+        let rule = json!({ "name": "a", "url": "https://c.example.com", "events": ["topic_created", "Topic Created"],
+                           "template": "{{ topic.title | shout }}" });
+        let paths: Vec<_> = Relay
+            .validate(&section(rule))
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
+        assert_eq!(paths, ["rules[0].events[1]", "rules[0].template"]);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::{as_millis, is_duplicate};
 use crate::clock::SharedClock;
 use crate::queue::{Admission, Delivery, QueueError, QueueResult, QueueSettings};
 use crate::sqlite::SharedConnection;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, TransactionBehavior, params};
 use std::sync::Arc;
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -111,7 +111,7 @@ fn commit_batch(
 ) -> rusqlite::Result<Vec<Admission>> {
     let window_start = now - as_millis(settings.duplicate_window);
     let max_attempts = i64::from(settings.max_attempts);
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     if purge {
         let before = now - as_millis(settings.event_id_retention);
         tx.execute("DELETE FROM deliveries WHERE accepted_at < ?1", [before])?;
