@@ -196,11 +196,7 @@ pub fn masked(config: &InstanceConfig, apps: &AppRegistry) -> Value {
 /// no stored value left stays a mask, and validation then rejects it.
 pub fn unmask(new: &mut Value, old: &Value) {
     match new {
-        Value::String(text) if text == MASK => {
-            if !old.is_null() {
-                *new = old.clone();
-            }
-        }
+        Value::String(text) if text == MASK && !old.is_null() => *new = old.clone(),
         Value::Object(fields) => {
             for (key, value) in fields.iter_mut() {
                 unmask(value, old.get(key).unwrap_or(&Value::Null));
