@@ -10,6 +10,12 @@
 mod load;
 mod targets;
 
+/// One target's measurement in one round.
+struct Round {
+    report: load::Report,
+    peak_rss_kib: Option<u64>,
+}
+
 use clap::Parser;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,12 +23,16 @@ use std::time::Duration;
 #[derive(Debug, Parser)]
 #[command(name = "geoffrey-bench", about = "Benchmark Geoffrey's webhook intake")]
 struct Args {
-    /// Targets to measure, in order: bare, embedded.
-    #[arg(long, value_delimiter = ',', default_value = "bare,embedded")]
+    /// Targets to measure, in order: bare, embedded, redis.
+    #[arg(long, value_delimiter = ',', default_value = "bare,embedded,redis")]
     targets: Vec<targets::Kind>,
     /// Measuring time per target, after a one-second warm-up.
     #[arg(long, default_value = "10s")]
     duration: humantime::Duration,
+    /// Rounds over all targets; each figure is the median round of its target. The targets
+    /// share two cores with the load generator, so single rounds vary.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Requests kept in flight at once.
     #[arg(long, default_value_t = 64)]
     connections: usize,
@@ -55,26 +65,54 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let duration = Duration::from(args.duration);
+    let mut results: Vec<(targets::Kind, Vec<Round>)> = args
+        .targets
+        .iter()
+        .map(|kind| (*kind, Vec::new()))
+        .collect();
+    for round in 1..=args.rounds.max(1) {
+        for (kind, rounds) in &mut results {
+            let target = targets::start(*kind, &geoffrey).await?;
+            let report = load::drive(&target, args.connections, duration).await;
+            let peak_rss_kib = target.peak_rss_kib();
+            target.stop();
+            eprintln!(
+                "round {round}: {} {:.0}/s",
+                kind.as_str(),
+                report.per_second()
+            );
+            rounds.push(Round {
+                report,
+                peak_rss_kib,
+            });
+        }
+    }
+
     println!(
-        "{:<10} {:>12} {:>10} {:>10} {:>10} {:>12} {:>8}",
-        "target", "accepted/s", "p50 ms", "p99 ms", "max ms", "peak RSS MiB", "errors"
+        "{:<10} {:>12} {:>8} {:>10} {:>10} {:>10} {:>12} {:>8}",
+        "target", "accepted/s", "of bare", "p50 ms", "p99 ms", "max ms", "peak RSS MiB", "errors"
     );
-    for kind in args.targets {
-        let target = targets::start(kind, &geoffrey).await?;
-        let report = load::drive(&target, args.connections, duration).await;
-        let peak = target
-            .peak_rss_kib()
-            .map(|kib| format!("{:.1}", kib as f64 / 1024.0));
-        target.stop();
+    let mut bare_rate = None;
+    for (kind, mut rounds) in results {
+        rounds.sort_by(|a, b| a.report.per_second().total_cmp(&b.report.per_second()));
+        let median = &rounds[rounds.len() / 2];
+        let rate = median.report.per_second();
+        if kind == targets::Kind::Bare {
+            bare_rate = Some(rate);
+        }
+        let share = bare_rate.map(|bare| format!("{:.0}%", 100.0 * rate / bare));
+        let peak = rounds.iter().filter_map(|round| round.peak_rss_kib).max();
         println!(
-            "{:<10} {:>12.0} {:>10.2} {:>10.2} {:>10.2} {:>12} {:>8}",
+            "{:<10} {:>12.0} {:>8} {:>10.2} {:>10.2} {:>10.2} {:>12} {:>8}",
             kind.as_str(),
-            report.per_second(),
-            report.percentile_ms(50.0),
-            report.percentile_ms(99.0),
-            report.percentile_ms(100.0),
-            peak.unwrap_or_else(|| "n/a".into()),
-            report.errors,
+            rate,
+            share.unwrap_or_else(|| "n/a".into()),
+            median.report.percentile_ms(50.0),
+            median.report.percentile_ms(99.0),
+            median.report.percentile_ms(100.0),
+            peak.map(|kib| format!("{:.1}", kib as f64 / 1024.0))
+                .unwrap_or_else(|| "n/a".into()),
+            median.report.errors,
         );
     }
     Ok(())

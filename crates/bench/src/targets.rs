@@ -4,6 +4,7 @@ use anyhow::Context;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use testkit::servers::{PouchServer, RedisServer};
 
 const SECRET: &str = "bench-secret-0123456789";
 
@@ -13,6 +14,8 @@ pub enum Kind {
     Bare,
     /// `geoffrey run` on the embedded SQLite store and queue, without workers.
     Embedded,
+    /// `geoffrey serve` on a Redis queue and a CouchDB-protocol store (PouchDB Server).
+    Redis,
 }
 
 impl Kind {
@@ -20,6 +23,7 @@ impl Kind {
         match self {
             Kind::Bare => "bare",
             Kind::Embedded => "embedded",
+            Kind::Redis => "redis",
         }
     }
 }
@@ -28,8 +32,14 @@ pub struct Target {
     pub url: String,
     pub secret: String,
     child: Child,
-    /// Keeps the data folder until the target stops.
-    _dir: Option<tempfile::TempDir>,
+    /// Keeps the data folder and the backend servers until the target stops.
+    _keep: Option<Keep>,
+}
+
+/// What a target needs kept alive besides its process.
+struct Keep {
+    _dir: tempfile::TempDir,
+    _servers: Option<(RedisServer, PouchServer)>,
 }
 
 impl Target {
@@ -66,24 +76,43 @@ pub async fn start(kind: Kind, geoffrey: &Path) -> anyhow::Result<Target> {
                 url: format!("http://{listen}/hook"),
                 secret: SECRET.into(),
                 child,
-                _dir: None,
+                _keep: None,
             }
         }
-        Kind::Embedded => start_embedded(geoffrey, &listen)?,
+        Kind::Embedded => start_geoffrey(geoffrey, &listen, None)?,
+        Kind::Redis => {
+            let servers = (RedisServer::start(), PouchServer::start());
+            start_geoffrey(geoffrey, &listen, Some(servers))?
+        }
     };
     wait_until_listening(port).await?;
     Ok(target)
 }
 
-fn start_embedded(geoffrey: &Path, listen: &str) -> anyhow::Result<Target> {
+/// Starts a Geoffrey API server without workers, on the embedded backends or, with
+/// `servers`, on Redis and PouchDB Server.
+fn start_geoffrey(
+    geoffrey: &Path,
+    listen: &str,
+    servers: Option<(RedisServer, PouchServer)>,
+) -> anyhow::Result<Target> {
     let dir = tempfile::tempdir()?;
-    let cli = |args: &[&str]| -> anyhow::Result<()> {
-        let status = Command::new(geoffrey)
+    let command = |args: &[&str]| {
+        let mut command = Command::new(geoffrey);
+        command
             .args(args)
             .arg("--data-dir")
             .arg(dir.path())
-            .stdout(Stdio::null())
-            .status()?;
+            .env("GEOFFREY_LOG", "warn");
+        if let Some((redis, couch)) = &servers {
+            command
+                .env("GEOFFREY_QUEUE__URL", redis.url())
+                .env("GEOFFREY_STORE__URL", couch.admin_url());
+        }
+        command
+    };
+    let cli = |args: &[&str]| -> anyhow::Result<()> {
+        let status = command(args).stdout(Stdio::null()).status()?;
         anyhow::ensure!(status.success(), "geoffrey {args:?} failed");
         Ok(())
     };
@@ -108,20 +137,20 @@ fn start_embedded(geoffrey: &Path, listen: &str) -> anyhow::Result<Target> {
     std::fs::write(&file, config.to_string())?;
     cli(&["config", "set", "bench", "--file", &file.to_string_lossy()])?;
 
-    let child = Command::new(geoffrey)
-        .args(["run", "--listen", listen, "--data-dir"])
-        .arg(dir.path())
-        .env("GEOFFREY_WORKER__CONCURRENCY", "0")
-        .env("GEOFFREY_LOG", "warn")
+    let child = command(&["serve", "--listen", listen])
         .stdout(Stdio::null())
         .spawn()
-        .context("cannot start geoffrey run")?;
+        .context("cannot start geoffrey serve")?;
     let url = format!("http://{listen}/hooks/discourse/bench");
+    let keep = Keep {
+        _dir: dir,
+        _servers: servers,
+    };
     Ok(Target {
         url,
         secret: SECRET.into(),
         child,
-        _dir: Some(dir),
+        _keep: Some(keep),
     })
 }
 
