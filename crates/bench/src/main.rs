@@ -4,7 +4,7 @@
 //!
 //! Every target runs as its own process, started and stopped by the bench, so its memory
 //! can be read from `/proc/<pid>/status` (VmHWM, the peak resident set). The load generator
-//! keeps `--connections` requests in flight for `--duration`; every delivery has its own
+//! keeps `--connections` requests in flight for `--duration`. Every delivery has its own
 //! event id and body, so none is a duplicate, and each becomes one queued job.
 
 mod load;

@@ -10,7 +10,7 @@ const SECRET: &str = "bench-secret-0123456789";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {
-    /// An axum handler that reads the body and answers 200: the ceiling.
+    /// An axum handler that reads the body and returns 200: the ceiling.
     Bare,
     /// `geoffrey run` on the embedded SQLite store and queue, without workers.
     Embedded,
@@ -36,7 +36,7 @@ pub struct Target {
     _keep: Option<Keep>,
 }
 
-/// What a target needs kept alive besides its process.
+/// Resources that must live as long as a target's process.
 struct Keep {
     _dir: tempfile::TempDir,
     _servers: Option<(RedisServer, PouchServer)>,
@@ -167,7 +167,7 @@ async fn wait_until_listening(port: u16) -> anyhow::Result<()> {
     anyhow::bail!("the target did not listen on port {port} within 5 s")
 }
 
-/// Serves the bare endpoint: reads the body and answers 200 with a small JSON object.
+/// Serves the bare endpoint, which reads the body and returns 200 with a small JSON object.
 pub async fn serve_bare(addr: std::net::SocketAddr) -> anyhow::Result<()> {
     let app = axum::Router::new().route(
         "/hook",

@@ -78,7 +78,7 @@ fn body(n: u64) -> Vec<u8> {
 }
 
 /// Sends delivery `n` to `url` until an API server takes it, as Discourse would when it
-/// gets 503 or no answer. Returns the status of the accepting answer.
+/// gets 503 or no response. Returns the `status` field of the response that accepted it.
 async fn deliver(client: &reqwest::Client, urls: &[String], n: u64) -> String {
     let body = body(n);
     let signature = geoffrey::api::signature::sign(FIXTURE_SECRET.as_bytes(), &body);
@@ -149,8 +149,8 @@ async fn burst_survives_worker_crash_and_redis_restart() {
         .collect();
     let client = reqwest::Client::new();
 
-    // Deliveries go out 12 at a time; a third of the way in one worker is killed, two thirds
-    // of the way in Redis is killed and restarted.
+    // Deliveries go out 12 at a time. After a third of them one worker is killed, and after
+    // two thirds Redis is killed and restarted.
     let mut statuses: HashMap<u64, String> = HashMap::new();
     for chunk in (1..=DELIVERIES).collect::<Vec<_>>().chunks(12) {
         let sent = chunk.iter().map(|&n| {

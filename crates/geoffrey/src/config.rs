@@ -29,7 +29,7 @@ pub struct Settings {
     pub queue: QueueSettings,
 }
 
-/// Where instance databases live. Without a URL, in SQLite files under `data_dir`.
+/// Location of the instance databases: CouchDB, or without a URL SQLite files under `data_dir`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreSettings {
@@ -39,7 +39,7 @@ pub struct StoreSettings {
     pub database_prefix: String,
 }
 
-/// Where jobs wait. Without a URL, in `queue.sqlite` under `data_dir`.
+/// Location of the job queue: Redis, or without a URL `queue.sqlite` under `data_dir`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QueueSettings {
@@ -101,7 +101,7 @@ pub struct WorkerSettings {
     /// On shutdown, time given to running jobs before they are given back to the queue.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
-    /// Longest idle wait between checks for due jobs.
+    /// Maximum idle wait between checks for due jobs.
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
 }

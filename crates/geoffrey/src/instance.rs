@@ -1,6 +1,6 @@
 //! An instance: one Discourse forum, with its own database and its `CONFIG` document.
 //!
-//! `CONFIG` holds the Discourse URL, the webhook secret and one section per app under `apps`.
+//! `CONFIG` contains the Discourse URL, the webhook secret and one section per app under `apps`.
 //! Every write goes through [`validate`], which checks the whole document and reports each
 //! invalid field, so a bad configuration is rejected before anything is stored.
 
@@ -192,7 +192,7 @@ pub fn masked(config: &InstanceConfig, apps: &AppRegistry) -> Value {
 /// Replaces every [`MASK`] string in `new` with the value at the same place in `old`, so a
 /// configuration shown masked can be edited and saved back without retyping its secrets.
 /// List items that have a `name` (such as relay rules) are matched by name, so reordering
-/// them keeps each secret with its item; other items are matched by position. A mask with
+/// them keeps each secret with its item. Other items are matched by position. A mask with
 /// no stored value left stays a mask, and validation then rejects it.
 pub fn unmask(new: &mut Value, old: &Value) {
     match new {

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Which store and queue a test runs on.
+/// The store and queue a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// SQLite files in a temporary folder.
@@ -176,7 +176,7 @@ impl TestGeoffrey {
     }
 }
 
-/// An `apps` section with one relay rule.
+/// Returns one relay rule, for [`relay_apps`].
 pub fn relay_rule(name: &str, url: &str, events: &[&str], template: &str) -> Value {
     json!({ "name": name, "url": url, "events": events, "template": template })
 }

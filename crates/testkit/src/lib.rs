@@ -1,5 +1,5 @@
 //! Test harness shared by Geoffrey's integration tests: the Discourse fixtures, a chat webhook
-//! receiver whose answers a test scripts, and a Geoffrey started in-process on port 0 with a
+//! receiver whose responses a test scripts, and a Geoffrey started in-process on port 0 with a
 //! fresh data folder.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]

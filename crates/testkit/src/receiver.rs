@@ -1,5 +1,5 @@
 //! A local stand-in for a chat service's incoming webhook, bound to 127.0.0.1 on port 0.
-//! Tests script its answers (status and delay, in order) and read what it received.
+//! Tests script its responses (status and delay, in order) and read what it received.
 
 use axum::Router;
 use axum::extract::State;
@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// One scripted answer.
+/// One scripted response.
 #[derive(Debug, Clone, Copy)]
 pub struct Reply {
     pub status: u16,
@@ -32,7 +32,7 @@ impl Reply {
 #[derive(Default)]
 struct Shared {
     script: VecDeque<Reply>,
-    /// Answer once the script is used up.
+    /// Response once the script is used up.
     default: Option<Reply>,
     received: Vec<serde_json::Value>,
 }
@@ -44,7 +44,7 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// Starts a receiver that answers 200 unless told otherwise.
+    /// Starts a receiver that returns 200 until a test scripts other responses.
     pub async fn start() -> Self {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let app = Router::new()

@@ -33,7 +33,7 @@ fn stop(child: &mut Option<Child>) {
     }
 }
 
-/// A `redis-server` that writes every command to its append-only file before answering, so
+/// A `redis-server` that writes every command to its append-only file before replying, so
 /// a kill and restart loses nothing it acknowledged.
 pub struct RedisServer {
     pub port: u16,

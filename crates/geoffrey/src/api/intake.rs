@@ -1,8 +1,9 @@
 //! Webhook intake: from raw request to durably queued jobs.
 //!
-//! The steps run in an order that keeps bad input from changing anything: find the instance,
-//! authenticate the raw bytes, parse, check the event headers against the body, route, and
-//! only then record the delivery and its jobs in one queue transaction. The caller answers
+//! The steps run in an order that keeps bad input from changing anything. The intake finds the
+//! instance, authenticates the raw bytes, parses them, checks the event headers against the
+//! body and routes the event. Only then does it record the delivery and its jobs in one queue
+//! transaction. The caller answers
 //! 2xx only if that transaction committed.
 
 use super::error::ApiError;
@@ -46,13 +47,13 @@ impl DiscourseHeaders {
     }
 }
 
-/// How a delivery proves it comes from the instance's forum.
+/// Proof that a delivery comes from the instance's forum.
 pub enum Credentials<'a> {
     /// `X-Discourse-Event-Signature`, checked against the webhook secret.
     Signature,
     /// The original route's `key=user:password@instance`. With a store that has accounts
-    /// (CouchDB) they are the credentials of a user who may read the instance's database;
-    /// with the embedded store the password is the webhook secret and the user is ignored.
+    /// (CouchDB) they are the credentials of a user who may read the instance's database.
+    /// With the embedded store the password is the webhook secret and the user is ignored.
     Key { user: &'a str, password: &'a str },
 }
 

@@ -2,7 +2,7 @@
 
 use super::{Attempt, AttemptError};
 
-/// Longest response body kept in a log entry, in characters.
+/// Maximum length of the response body kept in a log entry, in characters.
 pub const MAX_LOGGED_BODY: usize = 500;
 
 /// Builds the attempt record for a response: 2xx succeeds; 408, 429 and 5xx are transient;

@@ -7,8 +7,8 @@
 //! - [`Queue::take`] hands a job to one worker under a lease and counts the attempt. If the
 //!   worker neither acknowledges nor reschedules the job before the lease expires (it crashed,
 //!   or was killed), the job is handed out again and that lost attempt still counts.
-//! - A job ends in [`Queue::ack`] (done) or [`Queue::dead_letter`] (failed for good); until
-//!   then [`Queue::retry_later`] puts it back with a delay and [`Queue::release`] gives it
+//! - A job ends in [`Queue::ack`] (done) or [`Queue::dead_letter`] (failed for good). Until
+//!   then [`Queue::retry_later`] puts it back with a delay, and [`Queue::release`] gives it
 //!   back at once without counting the attempt (graceful shutdown).
 //! - Dead-lettered jobs are kept per instance, can be listed, replayed or discarded.
 
@@ -55,7 +55,7 @@ pub struct Lease {
     pub expires_at_ms: i64,
 }
 
-/// What identifies a delivery for duplicate detection.
+/// Identity of a delivery for duplicate detection.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub instance: String,
@@ -112,7 +112,7 @@ pub type QueueResult<T> = Result<T, QueueError>;
 pub trait Queue: Send + Sync + 'static {
     /// Records `delivery` and enqueues `jobs` atomically, unless the same instance accepted a
     /// delivery with the same event id (within the event id retention) or the same content key
-    /// (within the duplicate window); then enqueues nothing and returns `Duplicate`.
+    /// (within the duplicate window). In that case it enqueues nothing and returns `Duplicate`.
     async fn admit(&self, delivery: &Delivery, jobs: Vec<NewJob>) -> QueueResult<Admission>;
 
     /// Takes the next due job under a lease, or `None` when none is due.

@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 use time::OffsetDateTime;
 
-/// What one attempt of a job came to.
+/// Result of one attempt of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {

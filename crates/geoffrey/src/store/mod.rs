@@ -24,7 +24,7 @@ pub struct Document {
     pub body: Value,
 }
 
-/// A change notification: `id` is `None` when the store only knows that something in the
+/// A change notification: `id` is `None` when the store only detects that something in the
 /// database changed, for example after a write by another process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
@@ -101,7 +101,7 @@ pub trait Store: Send + Sync + 'static {
         Err(StoreError::Unauthorized)
     }
 
-    /// Checks that the store answers.
+    /// Checks that the store responds.
     async fn ping(&self) -> StoreResult<()>;
 }
 

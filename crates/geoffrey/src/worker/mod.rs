@@ -32,7 +32,7 @@ const LOG_WRITE_DELAYS: [Duration; 3] = [
     Duration::from_secs(2),
 ];
 
-/// Longest pause after a queue error before trying again.
+/// Maximum pause after a queue error before trying again.
 const MAX_QUEUE_ERROR_PAUSE: Duration = Duration::from_secs(30);
 
 pub struct Worker {

@@ -8,7 +8,8 @@ use std::time::Duration;
 use testkit::fixtures::{self, Delivery};
 use testkit::geoffrey::{Mode, TestGeoffrey, relay_apps, relay_rule};
 
-/// A relay rule for every event, so each accepted delivery becomes one job.
+/// Returns an `apps` section with a relay rule for every event, so each accepted delivery
+/// becomes one job.
 fn catch_all() -> serde_json::Value {
     let mut rule = relay_rule("all", "http://127.0.0.1:9/hook", &["*"], "{{event.name}}");
     rule["include_private_messages"] = json!(true);
@@ -173,7 +174,7 @@ async fn event_and_body_key_must_agree(mode: Mode) {
     let cases = [
         // The body key is not the announced type.
         signed_body("user_created", "user", br#"{"post":{"id":1}}"#),
-        // The event name belongs to another type than the header says.
+        // The event name belongs to another type than the header names.
         signed_body("post_created", "user", br#"{"user":{"id":1}}"#),
         // Not an object at all.
         signed_body("user_created", "user", br#"[1,2]"#),
@@ -369,7 +370,7 @@ async fn original_route_rejects_bad_keys_and_paths(mode: Mode) {
     let geoffrey = server(mode).await;
     let key = forum_key(&geoffrey).await;
     let (user_password, _) = key.rsplit_once('@').unwrap();
-    // The distributed mode never tells whether a database exists.
+    // The distributed mode never reveals whether a database exists.
     let unknown_instance = if mode == Mode::Embedded { 404 } else { 401 };
     let bare = Delivery {
         name: "bare".into(),
@@ -399,7 +400,7 @@ async fn original_route_rejects_bad_keys_and_paths(mode: Mode) {
     assert_eq!(ready_jobs(&geoffrey).await, 0);
 }
 
-/// Sends a delivery until the answer has `status`, because the server notices an outage
+/// Sends a delivery until the response has `status`, because the server notices an outage
 /// or a recovery only on its next request to the backend.
 async fn send_until(
     geoffrey: &TestGeoffrey,

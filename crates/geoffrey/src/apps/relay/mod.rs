@@ -4,7 +4,7 @@
 //!
 //! Each rule names a webhook URL, the events it wants, a filter and a text template. Templates
 //! use Jinja syntax (minijinja) over the event payload under its type key, so
-//! `New topic {{topic.title}} by {{topic.created_by.username}}` works for `topic_created`; a
+//! `New topic {{topic.title}} by {{topic.created_by.username}}` works for `topic_created`. A
 //! missing field renders as an empty string. `event.name` and `event.id` are also available.
 
 use super::http::{attempt_from_error, attempt_from_response};
@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 /// The relay's only feature.
 pub const POST_MESSAGE: &str = "post_message";
 
-/// Longest message Slack shows in full; longer ones are cut.
+/// Maximum message length, in characters, that Slack shows in full; longer messages are cut.
 const MAX_TEXT_CHARS: usize = 4000;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

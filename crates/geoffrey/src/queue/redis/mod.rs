@@ -4,8 +4,8 @@
 //! - `P:jobs`: a stream read through the consumer group `workers`; each entry names a job.
 //! - `P:job:<id>`: the job's hash: spec, instance, attempt count, state, stream entry.
 //! - `P:leases`: a sorted set of taken jobs by lease expiry. A job whose worker died stays
-//!   here until its expiry passes; the next `take` claims its stream entry (`XCLAIM`) and
-//!   hands it out again with the attempt counted.
+//!   here until its expiry passes. The next `take` then claims its stream entry (`XCLAIM`)
+//!   and hands it out again with the attempt counted.
 //! - `P:delayed`: a sorted set of jobs waiting for a retry, by due time. `take` moves due
 //!   jobs back into the stream, at most [`MOVE_BATCH`] at a time.
 //! - `P:failed:<instance>`: dead-lettered jobs by time of failure.
@@ -40,7 +40,7 @@ const GROUP: &str = "workers";
 /// Largest number of due delayed jobs one `take` moves back into the stream.
 const MOVE_BATCH: usize = 100;
 
-/// Longest pause of the new-entry watcher after a Redis error.
+/// Maximum pause of the new-entry watcher after a Redis error.
 const MAX_WATCH_PAUSE: Duration = Duration::from_secs(10);
 
 const PRELUDE: &str = include_str!("prelude.lua");

@@ -1,10 +1,10 @@
 //! Group commit for [`Queue::admit`](crate::queue::Queue::admit).
 //!
-//! Every admission must be on disk before the webhook is answered, and with
+//! Every admission must be on disk before the webhook gets its response, and with
 //! `synchronous=FULL` each commit waits for an fsync. One commit per delivery would cap intake
 //! at the disk's fsync rate, so admissions go through a channel to one writer task, which
 //! takes every request waiting (up to [`MAX_BATCH`]) and handles them in one transaction.
-//! Each request still gets its own answer, and duplicate checks see the rows of earlier
+//! Each request still gets its own result, and duplicate checks see the rows of earlier
 //! requests in the same batch. If the commit fails, every request in the batch fails and
 //! nothing of it is kept.
 

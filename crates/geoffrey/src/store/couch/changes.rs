@@ -15,8 +15,8 @@ use std::time::Duration;
 
 const MAX_PAUSE: Duration = Duration::from_secs(30);
 
-/// How long CouchDB holds a long poll open without changes; PouchDB Server holds it until a
-/// change comes, which is fine too.
+/// How long CouchDB keeps a long poll open without changes. PouchDB Server keeps it open
+/// until a change comes, which works as well.
 const LONG_POLL_MS: u64 = 60_000;
 
 pub(super) fn follow(store: Weak<CouchStore>, db: String) {
@@ -98,7 +98,10 @@ async fn poll(store: &CouchStore, db: &str, since: Option<&Value>) -> Result<Pol
         .await
         .map_err(|err| format!("invalid changes feed: {err}"))?;
     if status != StatusCode::OK {
-        return Err(format!("CouchDB answered {status}: {}", reason(&body)));
+        return Err(format!(
+            "CouchDB responded with {status}: {}",
+            reason(&body)
+        ));
     }
     let results = body
         .get("results")

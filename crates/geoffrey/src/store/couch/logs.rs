@@ -3,7 +3,7 @@
 //! Workers append one entry per attempt. Writing each as its own request would make the
 //! store the limit of job throughput, so `append` hands its entries to one writer task,
 //! which sends everything waiting for the same database in one `_bulk_docs` request and
-//! answers each caller when its entries are stored.
+//! replies to each caller when its entries are stored.
 
 use super::{CouchStore, reason, unexpected};
 use crate::store::{LogEntry, LogPage, LogQuery, StoreError, StoreResult, timestamp};

@@ -1,7 +1,7 @@
 //! The CouchDB store, for running many API servers and workers against one store.
 //!
 //! A plain HTTP client on the CouchDB 3.x API (reqwest and serde). Each instance is one
-//! database named `<prefix><instance>`; creating it sets `_security` so that only admins and
+//! database named `<prefix><instance>`. Creating it sets `_security`, so that only admins and
 //! users with the role of the same name can read it, and creates the indexes the log queries
 //! use. Log entries are documents with the id `log:<UUIDv7>`, written in `_bulk_docs`
 //! batches (see `logs.rs`) and read with Mango `_find`. `_changes` feeds of the databases in
@@ -49,7 +49,7 @@ pub struct CouchStore {
 impl CouchStore {
     /// Connects to the server at `url` (`http://user:password@host:5984/`; the credentials
     /// are optional, and without them only [`Store::get_as`] can read anything). Checks that
-    /// the server answers. Must be called inside a Tokio runtime.
+    /// the server responds. Must be called inside a Tokio runtime.
     pub async fn connect(url: &str, prefix: &str) -> StoreResult<Arc<Self>> {
         let mut base = Url::parse(url).map_err(|err| {
             StoreError::Unavailable(format!(
@@ -122,7 +122,7 @@ impl CouchStore {
         let body = response.json::<Value>().await.unwrap_or(Value::Null);
         if status.is_server_error() {
             return Err(StoreError::Unavailable(format!(
-                "server answered {status}: {}",
+                "server responded with {status}: {}",
                 reason(&body)
             )));
         }
@@ -206,7 +206,7 @@ fn reason(body: &Value) -> String {
 }
 
 fn unexpected(status: StatusCode, body: &Value) -> StoreError {
-    StoreError::Unavailable(format!("CouchDB answered {status}: {}", reason(body)))
+    StoreError::Unavailable(format!("CouchDB responded with {status}: {}", reason(body)))
 }
 
 fn document_from(id: &str, mut body: Value) -> StoreResult<Document> {
