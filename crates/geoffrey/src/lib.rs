@@ -15,6 +15,7 @@ pub mod clock;
 pub mod config;
 pub mod event;
 pub mod instance;
+pub mod limit;
 pub mod queue;
 pub mod run;
 pub mod secret;

@@ -6,6 +6,7 @@ use crate::apps::AppRegistry;
 use crate::cache::ConfigCache;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Settings;
+use crate::limit::{ConcurrencyLimiter, LocalLimiter, RedisLimiter};
 use crate::queue::redis::RedisQueue;
 use crate::queue::sqlite::SqliteQueue;
 use crate::queue::{Queue, QueueSettings};
@@ -109,6 +110,14 @@ pub async fn open_services(
             queue
         }
     };
+    let limiter: Arc<dyn ConcurrencyLimiter> = match &settings.queue.url {
+        // A slot of a worker that died frees itself once no attempt could still be running.
+        Some(url) => {
+            let hold_timeout = settings.worker.job_timeout + std::time::Duration::from_secs(5);
+            RedisLimiter::connect(url.expose(), &settings.queue.key_prefix, hold_timeout).await?
+        }
+        None => Arc::new(LocalLimiter::default()),
+    };
     let configs = ConfigCache::new(store.clone());
     Ok(Arc::new(Services {
         settings: settings.clone(),
@@ -116,6 +125,7 @@ pub async fn open_services(
         queue,
         configs,
         apps: AppRegistry::builtin(),
+        limiter,
         clock,
     }))
 }

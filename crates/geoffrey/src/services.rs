@@ -4,6 +4,7 @@ use crate::apps::AppRegistry;
 use crate::cache::ConfigCache;
 use crate::clock::SharedClock;
 use crate::config::Settings;
+use crate::limit::ConcurrencyLimiter;
 use crate::queue::Queue;
 use crate::store::Store;
 use std::sync::Arc;
@@ -14,5 +15,7 @@ pub struct Services {
     pub queue: Arc<dyn Queue>,
     pub configs: Arc<ConfigCache>,
     pub apps: AppRegistry,
+    /// Limits on requests in flight to third parties, shared by every worker.
+    pub limiter: Arc<dyn ConcurrencyLimiter>,
     pub clock: SharedClock,
 }

@@ -7,13 +7,16 @@
 
 mod filter;
 pub mod http;
+pub mod mailchimp;
 pub mod relay;
 
 pub use filter::EventFilter;
 
 use crate::event::Event;
 use crate::instance::InstanceConfig;
+use crate::limit::ConcurrencyLimiter;
 use crate::queue::Job;
+use crate::store::Store;
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::Value;
@@ -70,6 +73,9 @@ impl Subscription {
 /// Everything a feature may use to run one job.
 pub struct FeatureContext<'a> {
     pub job: &'a Job,
+    /// The store, for the app's state in the instance's database.
+    pub store: &'a dyn Store,
+    pub limiter: &'a dyn ConcurrencyLimiter,
     pub config: &'a InstanceConfig,
     /// The app's own section of `CONFIG`.
     pub section: &'a Value,
@@ -126,7 +132,7 @@ pub struct AppRegistry {
 impl AppRegistry {
     /// Returns every app that ships with Geoffrey.
     pub fn builtin() -> Self {
-        Self::with(vec![Arc::new(relay::Relay)])
+        Self::with(vec![Arc::new(relay::Relay), Arc::new(mailchimp::Mailchimp)])
     }
 
     pub fn with(apps: Vec<Arc<dyn App>>) -> Self {

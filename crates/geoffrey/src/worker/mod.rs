@@ -188,6 +188,8 @@ impl Worker {
         };
 
         let context = FeatureContext {
+            store: self.services.store.as_ref(),
+            limiter: self.services.limiter.as_ref(),
             job,
             config: &config.config,
             section,
