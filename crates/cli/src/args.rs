@@ -122,6 +122,9 @@ pub enum ConfigCommand {
     },
     /// Prints the JSON Schema of an app's section.
     Schema { app: String },
+    /// Tests each configured app's connection and settings against its third party, such as
+    /// the Mailchimp API key, audience and required merge fields.
+    Check { name: String },
 }
 
 #[derive(Debug, Args)]

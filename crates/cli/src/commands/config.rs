@@ -35,6 +35,26 @@ pub async fn run(services: Arc<Services>, command: ConfigCommand) -> anyhow::Res
             .await?;
             eprintln!("Saved the configuration of {name:?} (revision {rev}).");
         }
+        ConfigCommand::Check { name } => {
+            let stored = instance::load(services.store.as_ref(), &name).await?;
+            let http = reqwest::Client::builder()
+                .timeout(services.settings.worker.job_timeout)
+                .build()?;
+            let mut failed = 0;
+            for (app_name, section) in &stored.config.apps {
+                let Some(app) = services.apps.get(app_name) else {
+                    continue;
+                };
+                for check in app.check(section, &http).await {
+                    let mark = if check.ok { "ok" } else { "FAILED" };
+                    failed += usize::from(!check.ok);
+                    crate::output::out!("{mark:<6} {app_name}.{}: {}", check.name, check.message);
+                }
+            }
+            if failed > 0 {
+                anyhow::bail!("{failed} check(s) failed");
+            }
+        }
         ConfigCommand::Schema { app } => {
             let Some(found) = services.apps.get(&app) else {
                 anyhow::bail!(

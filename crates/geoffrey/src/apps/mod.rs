@@ -101,6 +101,15 @@ pub struct Attempt {
     pub error: Option<AttemptError>,
 }
 
+/// One finding of [`App::check`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// What was checked, such as `audience`.
+    pub name: String,
+    pub ok: bool,
+    pub message: String,
+}
+
 #[async_trait]
 pub trait App: Send + Sync + 'static {
     /// Name of the app and of its section under `apps` in `CONFIG`.
@@ -121,6 +130,12 @@ pub trait App: Send + Sync + 'static {
 
     /// Runs one feature for one job.
     async fn run(&self, feature: &str, context: FeatureContext<'_>) -> Attempt;
+
+    /// Tests the connection and configuration of a valid section against the third party.
+    /// Apps without a third party to ask return nothing.
+    async fn check(&self, _section: &Value, _http: &reqwest::Client) -> Vec<Check> {
+        Vec::new()
+    }
 }
 
 /// The apps this build knows, by name.

@@ -13,7 +13,7 @@
 
 use super::config::MailchimpConfig;
 use crate::apps::http::{MAX_LOGGED_BODY, attempt_from_error, truncate};
-use crate::apps::{Attempt, AttemptError, FeatureContext};
+use crate::apps::{Attempt, AttemptError, Check, FeatureContext};
 use md5::{Digest, Md5};
 use reqwest::Method;
 use serde_json::Value;
@@ -176,6 +176,100 @@ pub async fn send(
                 failure: Some(Failure::Transient(message)),
             }
         }
+    }
+}
+
+/// Tests the key (`/ping`), the audience, and whether every merge field the audience requires
+/// is mapped.
+pub async fn check(config: &MailchimpConfig, http: &reqwest::Client) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let ping = fetch(config, http, "/ping")
+        .await
+        .map(|_| "the API key works".to_string());
+    let ping_ok = ping.is_ok();
+    checks.push(finding("api_key", ping));
+    if !ping_ok {
+        return checks;
+    }
+
+    let audience = fetch(config, http, &format!("/lists/{}", config.list_id)).await;
+    let audience = audience.map(|list| {
+        let name = list.get("name").and_then(Value::as_str).unwrap_or_default();
+        format!("audience {:?} ({name}) exists", config.list_id)
+    });
+    let audience_ok = audience.is_ok();
+    checks.push(finding("audience", audience));
+    if !audience_ok {
+        return checks;
+    }
+
+    let path = format!("/lists/{}/merge-fields?count=1000", config.list_id);
+    let fields = fetch(config, http, &path).await.and_then(|body| {
+        let unmapped: Vec<String> = body
+            .get("merge_fields")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|field| field.get("required").and_then(Value::as_bool) == Some(true))
+            .filter_map(|field| field.get("tag").and_then(Value::as_str).map(str::to_string))
+            .filter(|tag| !config.merge_fields.contains_key(tag))
+            .collect();
+        if unmapped.is_empty() {
+            Ok("every required merge field is mapped".to_string())
+        } else {
+            Err(format!(
+                "required merge fields not mapped: {}; map them in merge_fields or make them \
+                 optional in Mailchimp",
+                unmapped.join(", ")
+            ))
+        }
+    });
+    checks.push(finding("merge_fields", fields));
+    checks
+}
+
+fn finding(name: &str, outcome: Result<String, String>) -> Check {
+    match outcome {
+        Ok(message) => Check {
+            name: name.into(),
+            ok: true,
+            message,
+        },
+        Err(message) => Check {
+            name: name.into(),
+            ok: false,
+            message,
+        },
+    }
+}
+
+/// Sends a GET outside the concurrency limit (checks are rare and run one at a time) and
+/// returns the body or the failure's description.
+async fn fetch(
+    config: &MailchimpConfig,
+    http: &reqwest::Client,
+    path: &str,
+) -> Result<Value, String> {
+    let url = format!("{}{path}", config.api_root());
+    let request = http
+        .get(url)
+        .basic_auth("geoffrey", Some(config.api_key.expose()));
+    let response = request
+        .send()
+        .await
+        .map_err(|err| match attempt_from_error(&err).error {
+            Some(AttemptError::Transient(message) | AttemptError::Permanent(message)) => message,
+            None => "request failed".to_string(),
+        })?;
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    match classify(status, &body) {
+        None => Ok(body),
+        Some(
+            Failure::Transient(message)
+            | Failure::Member(message)
+            | Failure::Configuration(message),
+        ) => Err(message),
     }
 }
 

@@ -48,6 +48,43 @@ fn state_id(user_id: i64) -> String {
     format!("mailchimp:user:{user_id}")
 }
 
+/// Id of the record that Geoffrey permanently deleted an address, by subscriber hash.
+fn tombstone_id(email: &str) -> String {
+    format!("mailchimp:forgotten:{}", subscriber_hash(email))
+}
+
+/// Adds to a "Forgotten Email Not Subscribed" failure when and why Geoffrey deleted the
+/// address, if it did, because Mailchimp's message does not say.
+async fn explain_forgotten(
+    context: &FeatureContext<'_>,
+    email: &str,
+    mut attempt: Attempt,
+) -> Attempt {
+    let Some(AttemptError::Permanent(message)) = &attempt.error else {
+        return attempt;
+    };
+    if !message.contains("Forgotten Email Not Subscribed") {
+        return attempt;
+    }
+    let instance = &context.job.spec.instance;
+    if let Ok(Some(tombstone)) = context.store.get(instance, &tombstone_id(email)).await {
+        let at = tombstone
+            .body
+            .get("deleted_at")
+            .and_then(Value::as_str)
+            .unwrap_or("an unknown time");
+        let user = tombstone
+            .body
+            .get("user_id")
+            .and_then(Value::as_i64)
+            .unwrap_or_default();
+        attempt.error = Some(AttemptError::Permanent(format!(
+            "{message} (Geoffrey deleted this address permanently at {at}, when forum user {user} was deleted)"
+        )));
+    }
+    attempt
+}
+
 async fn load_state(
     context: &FeatureContext<'_>,
     user_id: i64,
@@ -210,7 +247,7 @@ pub async fn subscribe(context: &FeatureContext<'_>, config: &MailchimpConfig) -
         config,
     );
     if !reply.is_success() {
-        return reply.into_attempt();
+        return explain_forgotten(context, email, reply.into_attempt()).await;
     }
     if !config.static_tags.is_empty() {
         // Tags in a PUT apply only to new members, so existing members get them here.
@@ -344,6 +381,20 @@ pub async fn leave(context: &FeatureContext<'_>, config: &MailchimpConfig) -> At
     // A member that is already gone is what leaving wanted.
     if !reply.is_success() && !reply.is_not_found() {
         return reply.into_attempt();
+    }
+    if config.on_leave == OnLeave::DeletePermanently {
+        let at = crate::store::timestamp::format(time::OffsetDateTime::now_utc());
+        let tombstone = json!({ "user_id": user_id, "deleted_at": at, "list_id": config.list_id });
+        let instance = &context.job.spec.instance;
+        // A tombstone written by an earlier attempt of this job is as good as a new one.
+        match context
+            .store
+            .put(instance, &tombstone_id(&email), None, &tombstone)
+            .await
+        {
+            Ok(_) | Err(StoreError::Conflict { .. }) => {}
+            Err(err) => return transient(format!("recording the permanent delete failed: {err}")),
+        }
     }
     let synced = SyncedUser {
         email,

@@ -18,7 +18,7 @@ mod features;
 pub use client::subscriber_hash;
 
 use crate::apps::{
-    App, Attempt, AttemptError, EventFilter, FeatureContext, FieldError, Subscription,
+    App, Attempt, AttemptError, Check, EventFilter, FeatureContext, FieldError, Subscription,
 };
 use crate::secret::MASK;
 use async_trait::async_trait;
@@ -143,6 +143,17 @@ impl App for Mailchimp {
                 ))),
                 ..Attempt::default()
             },
+        }
+    }
+
+    async fn check(&self, section: &Value, http: &reqwest::Client) -> Vec<Check> {
+        match MailchimpConfig::parse(section) {
+            Ok(config) => client::check(&config, http).await,
+            Err(err) => vec![Check {
+                name: "configuration".into(),
+                ok: false,
+                message: err.message,
+            }],
         }
     }
 }
