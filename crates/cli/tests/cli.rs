@@ -384,3 +384,34 @@ async fn failed_jobs_can_be_listed_and_replayed() {
         stderr(&output)
     );
 }
+
+#[tokio::test]
+async fn logs_follow_prints_new_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start().await;
+    create_forum(dir.path(), &receiver.url);
+    let (mut server, base_url) = spawn_run(dir.path());
+    let mut follower = Command::new(GEOFFREY)
+        .args(["logs", "forum", "--follow", "--data-dir"])
+        .arg(dir.path())
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = follower.stdout.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout).lines().next().map(|line| line.unwrap())
+    });
+
+    assert_eq!(send_fixture(&base_url, "topic_created").await, 200);
+    let line = tokio::task::spawn_blocking(move || lines.join().unwrap()).await.unwrap();
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let line = line.expect("a followed log line");
+    assert!(line.contains("succeeded"), "{line}");
+    assert!(line.contains("relay.post_message[topics] topic_created #4111"), "{line}");
+}

@@ -93,3 +93,39 @@ async fn config_changes_are_reported_through_the_changes_feed() {
     .expect("a CONFIG change within 5 seconds");
     assert_eq!(change.db, "watched");
 }
+
+#[tokio::test]
+async fn server_without_credentials_serves_the_original_route() {
+    use testkit::geoffrey::{Mode, TestGeoffrey, relay_apps, relay_rule};
+    let operator = TestGeoffrey::start(Mode::Distributed).await;
+    let rule = relay_rule("all", "http://127.0.0.1:9/hook", &["*"], "{{event.name}}");
+    operator.create_instance("forum", relay_apps(vec![rule])).await;
+    let couch = operator.couch.as_ref().unwrap();
+    couch.create_member("forum-hooks", "member-password", "forum").await;
+
+    // A second API server that holds no CouchDB credentials of its own.
+    let mut settings = testkit::geoffrey::test_settings(operator.dir.path());
+    settings.store.url = Some(geoffrey::secret::Secret::new(couch.url()));
+    settings.queue.url = operator.services.settings.queue.url.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let roles = geoffrey::run::Roles { server: true, worker: false };
+    let running = geoffrey::run::start(settings, Some(listener), roles).await.unwrap();
+    let base = format!("http://{}", running.addr.unwrap());
+    let client = reqwest::Client::new();
+    let post = |key: &str| {
+        client.post(format!("{base}/api/posts/new?key={key}")).body(r#"{"post_id":7}"#).send()
+    };
+
+    let accepted = post("forum-hooks:member-password@forum").await.unwrap();
+    assert_eq!(accepted.status(), 200, "{}", accepted.text().await.unwrap());
+    let wrong = post("forum-hooks:guess@forum").await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    // Without credentials the signed route cannot read CONFIG, and says so with 503.
+    let delivery = testkit::fixtures::signed("ping");
+    let mut request = client.post(format!("{base}/hooks/discourse/forum")).body(delivery.body.clone());
+    for (name, value) in &delivery.headers {
+        request = request.header(name, value);
+    }
+    assert_eq!(request.send().await.unwrap().status(), 503);
+    running.stop().await;
+}
