@@ -402,16 +402,24 @@ async fn logs_follow_prints_new_entries() {
     let stdout = follower.stdout.take().unwrap();
     let lines = std::thread::spawn(move || {
         use std::io::BufRead;
-        std::io::BufReader::new(stdout).lines().next().map(|line| line.unwrap())
+        std::io::BufReader::new(stdout)
+            .lines()
+            .next()
+            .map(|line| line.unwrap())
     });
 
     assert_eq!(send_fixture(&base_url, "topic_created").await, 200);
-    let line = tokio::task::spawn_blocking(move || lines.join().unwrap()).await.unwrap();
+    let line = tokio::task::spawn_blocking(move || lines.join().unwrap())
+        .await
+        .unwrap();
     follower.kill().unwrap();
     follower.wait().unwrap();
     server.kill().unwrap();
     server.wait().unwrap();
     let line = line.expect("a followed log line");
     assert!(line.contains("succeeded"), "{line}");
-    assert!(line.contains("relay.post_message[topics] topic_created #4111"), "{line}");
+    assert!(
+        line.contains("relay.post_message[topics] topic_created #4111"),
+        "{line}"
+    );
 }

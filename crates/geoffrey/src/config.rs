@@ -260,10 +260,20 @@ impl Settings {
             }
         }
         if let Some(url) = &self.queue.url {
-            if !matches!(scheme_of(url).as_deref(), Some("redis" | "rediss")) {
-                return Err(SettingsError::Invalid(
-                    "queue.url is not a redis:// or rediss:// URL; use redis://host:6379/".into(),
-                ));
+            match scheme_of(url).as_deref() {
+                Some("redis") => {}
+                Some("rediss") => {
+                    return Err(SettingsError::Invalid(
+                        "queue.url uses rediss://, but this build has no TLS for Redis; use \
+                         redis:// on a private network or through a TLS tunnel"
+                            .into(),
+                    ));
+                }
+                _ => {
+                    return Err(SettingsError::Invalid(
+                        "queue.url is not a redis:// URL; use redis://host:6379/".into(),
+                    ));
+                }
             }
         }
         let prefix = &self.store.database_prefix;

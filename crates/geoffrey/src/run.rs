@@ -75,7 +75,7 @@ pub async fn open_services(
     let store: Arc<dyn Store> = match &settings.store.url {
         Some(url) => {
             let store = CouchStore::connect(url.expose(), &settings.store.database_prefix).await?;
-            tracing::info!(server = %redact(url.expose()), "using the CouchDB store");
+            tracing::info!(server = %crate::secret::server_of(url.expose()), "using the CouchDB store");
             store
         }
         None => SqliteStore::open(&settings.store_dir(), settings.sqlite.busy_timeout)?,
@@ -95,7 +95,7 @@ pub async fn open_services(
                 clock.clone(),
             )
             .await?;
-            tracing::info!(server = %redact(url.expose()), "using the Redis queue");
+            tracing::info!(server = %crate::secret::server_of(url.expose()), "using the Redis queue");
             queue
         }
         None => {
@@ -128,19 +128,6 @@ pub async fn open_services(
         limiter,
         clock,
     }))
-}
-
-/// Returns a URL's scheme, host and port, without credentials or path, for logs.
-fn redact(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(url) => format!(
-            "{}://{}:{}",
-            url.scheme(),
-            url.host_str().unwrap_or_default(),
-            url.port_or_known_default().unwrap_or_default()
-        ),
-        Err(_) => "an unparsable URL".to_string(),
-    }
 }
 
 /// Starts the server (on `listener`, or on `settings.server.listen` when `None`) and the

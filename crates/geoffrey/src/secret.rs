@@ -48,6 +48,20 @@ impl fmt::Display for Secret {
     }
 }
 
+/// Returns a URL's scheme, host and port, without credentials or path, for logs and errors
+/// about a server whose URL may carry a password.
+pub fn server_of(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(url) => format!(
+            "{}://{}:{}",
+            url.scheme(),
+            url.host_str().unwrap_or_default(),
+            url.port_or_known_default().unwrap_or_default()
+        ),
+        Err(_) => "an invalid URL".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,6 +72,12 @@ mod tests {
         assert_eq!(format!("{secret:?}"), MASK);
         assert_eq!(format!("{secret}"), MASK);
         assert_eq!(secret.expose(), "hunter2-hunter2");
+    }
+
+    #[test]
+    fn server_of_drops_credentials() {
+        let server = server_of("redis://:hunter2@10.0.0.5:6380/0");
+        assert_eq!(server, "redis://10.0.0.5:6380");
     }
 
     #[test]

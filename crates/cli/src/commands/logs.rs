@@ -75,9 +75,7 @@ fn print_entry(entry: &LogEntry, json: bool) -> anyhow::Result<()> {
         crate::output::out!("{}", serde_json::to_string(entry)?);
         return Ok(());
     }
-    let at = entry
-        .at
-        .format(&time::format_description::well_known::Rfc3339)?;
+    let at = geoffrey::store::timestamp::format(entry.at);
     let target = entry
         .target
         .as_deref()

@@ -19,6 +19,10 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+/// How to write the original route's key, for error messages.
+pub const KEY_FORMAT: &str = "use key=<user>:<password>@<instance>, where the password is the \
+    instance's webhook secret with the embedded store, and a CouchDB user's password with CouchDB";
+
 /// The request headers Discourse sets, read case-insensitively.
 #[derive(Debug, Default)]
 pub struct DiscourseHeaders {
@@ -163,8 +167,7 @@ async fn read_as_member(
     user: &str,
     password: &str,
 ) -> Result<std::sync::Arc<StoredConfig>, ApiError> {
-    let rejected =
-        || ApiError::Unauthorized("invalid key; use key=<user>:<password>@<instance>".into());
+    let rejected = || ApiError::Unauthorized(format!("invalid key; {KEY_FORMAT}"));
     if validate_name(instance).is_err() {
         return Err(rejected());
     }
@@ -195,9 +198,7 @@ fn authenticate(config: &StoredConfig, incoming: &Incoming<'_>) -> Result<(), Ap
             if !secret.is_empty() && bool::from(password.as_bytes().ct_eq(secret)) {
                 return Ok(());
             }
-            Err(ApiError::Unauthorized(
-                "invalid key; use key=<name>:<webhook secret>@<instance>".to_string(),
-            ))
+            Err(ApiError::Unauthorized(format!("invalid key; {KEY_FORMAT}")))
         }
         Credentials::Signature => {
             let header = incoming.headers.signature.as_deref();

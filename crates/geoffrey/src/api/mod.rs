@@ -106,14 +106,11 @@ async fn original_hook(
              /api/topics/edit or /api/users/destroy"
         ))
     })?;
-    let key = query.key.ok_or_else(|| {
-        ApiError::Unauthorized("missing key; add ?key=<name>:<webhook secret>@<instance>".into())
-    })?;
-    let (user, password, instance) = parse_key(&key).ok_or_else(|| {
-        ApiError::Unauthorized(
-            "malformed key; expected key=<name>:<webhook secret>@<instance>".into(),
-        )
-    })?;
+    let key = query
+        .key
+        .ok_or_else(|| ApiError::Unauthorized(format!("missing key; {}", intake::KEY_FORMAT)))?;
+    let (user, password, instance) = parse_key(&key)
+        .ok_or_else(|| ApiError::Unauthorized(format!("malformed key; {}", intake::KEY_FORMAT)))?;
     let discourse = DiscourseHeaders::from_headers(&headers);
     let span = tracing::info_span!(
         "delivery",

@@ -21,16 +21,19 @@ use crate::queue::{Lease, QueueError};
 use crate::services::Services;
 use crate::store::{LogEntry, Outcome};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-/// Delays between attempts to write a log entry before the job is left for a later retry.
-const LOG_WRITE_DELAYS: [Duration; 3] = [
-    Duration::from_millis(100),
-    Duration::from_millis(500),
-    Duration::from_secs(2),
-];
+/// First pause after a failed log write; later pauses double up to [`MAX_STORE_PAUSE`].
+const LOG_WRITE_FIRST_PAUSE: Duration = Duration::from_millis(100);
+
+/// Maximum pause between attempts to reach the store.
+const MAX_STORE_PAUSE: Duration = Duration::from_secs(5);
+
+/// Time before a lease expires when a worker stops trying to record the job's outcome.
+const LEASE_MARGIN: Duration = Duration::from_secs(2);
 
 /// Maximum pause after a queue error before trying again.
 const MAX_QUEUE_ERROR_PAUSE: Duration = Duration::from_secs(30);
@@ -39,6 +42,10 @@ pub struct Worker {
     services: Arc<Services>,
     http: reqwest::Client,
     backoff: Backoff,
+    /// Set while log entries cannot be written. The loops then take no new jobs, because
+    /// each would call its third party and then fail to record the outcome, only to run
+    /// again later.
+    store_down: AtomicBool,
 }
 
 enum Decision {
@@ -62,7 +69,14 @@ impl Worker {
             services,
             http,
             backoff,
+            store_down: AtomicBool::new(false),
         }))
+    }
+
+    /// Returns the attempt limit. The workers' own setting decides, not the one of the API
+    /// server that queued the job, so that operators change it where jobs run.
+    fn max_attempts(&self) -> u32 {
+        self.services.settings.worker.max_attempts
     }
 
     /// Runs the worker loops until `shutdown` is cancelled and running jobs are finished or
@@ -100,6 +114,10 @@ impl Worker {
         let poll = self.services.settings.worker.poll_interval;
         let mut error_pause = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
+            if self.store_down.load(Ordering::Relaxed) {
+                self.wait_for_store(&shutdown).await;
+                continue;
+            }
             match queue.take().await {
                 Ok(Some(lease)) => {
                     error_pause = Duration::from_millis(100);
@@ -158,7 +176,7 @@ impl Worker {
             error: Some(AttemptError::Permanent(message)),
             ..Attempt::default()
         };
-        if job.attempt > job.max_attempts {
+        if job.attempt > self.max_attempts() {
             return Attempt {
                 error: Some(AttemptError::Transient(
                     "the worker running the last attempt stopped before it finished".into(),
@@ -214,7 +232,7 @@ impl Worker {
         let (outcome, decision) = match &attempt.error {
             None => (Outcome::Succeeded, Decision::Ack),
             Some(AttemptError::Permanent(_)) => (Outcome::FailedPermanently, Decision::DeadLetter),
-            Some(AttemptError::Transient(_)) if job.attempt >= job.max_attempts => {
+            Some(AttemptError::Transient(_)) if job.attempt >= self.max_attempts() => {
                 (Outcome::FailedAfterRetries, Decision::DeadLetter)
             }
             Some(AttemptError::Transient(_)) => {
@@ -241,7 +259,7 @@ impl Worker {
             error: error.clone(),
             duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
         };
-        if !self.write_log(&job.spec.instance, &entry).await {
+        if !self.write_log(lease, &entry).await {
             return;
         }
 
@@ -274,25 +292,56 @@ impl Worker {
         }
     }
 
-    /// Writes a log entry, retrying briefly. Returns false if it could not be written; the job
-    /// then stays leased and runs again when the lease expires, because an outcome must not
-    /// be acknowledged without its record.
-    async fn write_log(&self, instance: &str, entry: &LogEntry) -> bool {
-        for delay in LOG_WRITE_DELAYS {
-            match self
+    /// Writes a log entry, retrying with growing pauses until shortly before the lease
+    /// expires. Returns false if it could not be written; the job then stays leased and runs
+    /// again when the lease expires, because an outcome must not be acknowledged without its
+    /// record.
+    async fn write_log(&self, lease: &Lease, entry: &LogEntry) -> bool {
+        let instance = &lease.job.spec.instance;
+        let mut pause = LOG_WRITE_FIRST_PAUSE;
+        loop {
+            let written = self
                 .services
                 .store
                 .append_logs(instance, std::slice::from_ref(entry))
-                .await
-            {
-                Ok(()) => return true,
-                Err(err) => {
-                    tracing::warn!(error = %err, retry_in = ?delay, "writing the log entry failed");
-                    tokio::time::sleep(delay).await;
+                .await;
+            let err = match written {
+                Ok(()) => {
+                    self.store_down.store(false, Ordering::Relaxed);
+                    return true;
                 }
+                Err(err) => err,
+            };
+            self.store_down.store(true, Ordering::Relaxed);
+            let give_up_at = lease.expires_at_ms - as_millis(LEASE_MARGIN);
+            if self.services.clock.now_ms() + as_millis(pause) >= give_up_at {
+                tracing::error!(error = %err, "writing the log entry failed until the lease ran out; the job runs again");
+                return false;
             }
+            tracing::warn!(error = %err, retry_in = ?pause, "writing the log entry failed");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(MAX_STORE_PAUSE);
         }
-        tracing::error!("writing the log entry failed repeatedly; leaving the job to run again");
-        false
     }
+
+    /// Waits until the store responds again, or until shutdown.
+    async fn wait_for_store(&self, shutdown: &CancellationToken) {
+        let mut pause = LOG_WRITE_FIRST_PAUSE;
+        while !shutdown.is_cancelled() {
+            if self.services.store.ping().await.is_ok() {
+                tracing::info!("the store responds again; taking jobs");
+                self.store_down.store(false, Ordering::Relaxed);
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = shutdown.cancelled() => {}
+            }
+            pause = (pause * 2).min(MAX_STORE_PAUSE);
+        }
+    }
+}
+
+fn as_millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }

@@ -99,21 +99,33 @@ async fn server_without_credentials_serves_the_original_route() {
     use testkit::geoffrey::{Mode, TestGeoffrey, relay_apps, relay_rule};
     let operator = TestGeoffrey::start(Mode::Distributed).await;
     let rule = relay_rule("all", "http://127.0.0.1:9/hook", &["*"], "{{event.name}}");
-    operator.create_instance("forum", relay_apps(vec![rule])).await;
+    operator
+        .create_instance("forum", relay_apps(vec![rule]))
+        .await;
     let couch = operator.couch.as_ref().unwrap();
-    couch.create_member("forum-hooks", "member-password", "forum").await;
+    couch
+        .create_member("forum-hooks", "member-password", "forum")
+        .await;
 
     // A second API server that holds no CouchDB credentials of its own.
     let mut settings = testkit::geoffrey::test_settings(operator.dir.path());
     settings.store.url = Some(geoffrey::secret::Secret::new(couch.url()));
     settings.queue.url = operator.services.settings.queue.url.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let roles = geoffrey::run::Roles { server: true, worker: false };
-    let running = geoffrey::run::start(settings, Some(listener), roles).await.unwrap();
+    let roles = geoffrey::run::Roles {
+        server: true,
+        worker: false,
+    };
+    let running = geoffrey::run::start(settings, Some(listener), roles)
+        .await
+        .unwrap();
     let base = format!("http://{}", running.addr.unwrap());
     let client = reqwest::Client::new();
     let post = |key: &str| {
-        client.post(format!("{base}/api/posts/new?key={key}")).body(r#"{"post_id":7}"#).send()
+        client
+            .post(format!("{base}/api/posts/new?key={key}"))
+            .body(r#"{"post_id":7}"#)
+            .send()
     };
 
     let accepted = post("forum-hooks:member-password@forum").await.unwrap();
@@ -122,7 +134,9 @@ async fn server_without_credentials_serves_the_original_route() {
     assert_eq!(wrong.status(), 401);
     // Without credentials the signed route cannot read CONFIG, and says so with 503.
     let delivery = testkit::fixtures::signed("ping");
-    let mut request = client.post(format!("{base}/hooks/discourse/forum")).body(delivery.body.clone());
+    let mut request = client
+        .post(format!("{base}/hooks/discourse/forum"))
+        .body(delivery.body.clone());
     for (name, value) in &delivery.headers {
         request = request.header(name, value);
     }

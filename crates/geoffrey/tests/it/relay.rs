@@ -337,3 +337,75 @@ testkit::in_both_modes!(
     shutdown_lets_running_jobs_finish,
     shutdown_releases_jobs_that_outlast_the_grace_period,
 );
+
+/// A worker whose outcome cannot be recorded because the store is down keeps the job and
+/// records it when the store returns, so no chat message is posted twice.
+#[tokio::test]
+async fn store_outage_posts_each_message_once() {
+    let receiver = Receiver::start().await;
+    receiver.always(Reply::after(Duration::from_millis(400), 200));
+    let mut geoffrey = TestGeoffrey::start_with(
+        Mode::Distributed,
+        |settings| {
+            settings.worker.concurrency = 2;
+            settings.worker.lease = Duration::from_secs(20);
+        },
+        None,
+        Roles::ALL,
+    )
+    .await;
+    let rule = relay_rule("all", &receiver.url, &["*"], "{{event.id}}");
+    geoffrey
+        .create_instance("forum", relay_apps(vec![rule]))
+        .await;
+    for name in [
+        "topic_created",
+        "post_created",
+        "user_created",
+        "user_updated",
+    ] {
+        let (status, _) = geoffrey.send("forum", &fixtures::signed(name)).await;
+        assert_eq!(status, 200);
+    }
+    // Both workers are in the middle of a chat request when the store goes down.
+    testkit::eventually(Duration::from_secs(5), "two chat requests", || async {
+        (receiver.received().len() == 2).then_some(())
+    })
+    .await;
+    geoffrey.couch.as_mut().unwrap().kill();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        receiver.received().len(),
+        2,
+        "no job was taken while the store was down"
+    );
+    geoffrey.couch.as_mut().unwrap().restart();
+
+    let logs = testkit::eventually(Duration::from_secs(30), "four outcomes", || async {
+        let logs = geoffrey
+            .services
+            .store
+            .query_logs(
+                "forum",
+                &geoffrey::store::LogQuery {
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
+            .await
+            .ok()?;
+        (logs.entries.len() == 4).then_some(logs.entries)
+    })
+    .await;
+    assert!(
+        logs.iter()
+            .all(|entry| entry.outcome == Outcome::Succeeded && entry.attempt == 1)
+    );
+    let mut texts = receiver.texts();
+    texts.sort();
+    assert_eq!(
+        texts,
+        ["4103", "4109", "4111", "4112"],
+        "each delivery posted once"
+    );
+}

@@ -243,7 +243,8 @@ impl App for Relay {
         };
 
         let event = &context.job.spec.event;
-        let mut template_context = json!({ "event": { "name": event.name, "id": event.id } });
+        let mut template_context =
+            json!({ "event": { "name": event.name, "id": event.id.clone().unwrap_or_default() } });
         template_context[&event.kind] = event.payload().clone();
         let text = match render(&rule.template, &template_context) {
             Ok(text) => super::http::truncate(&text, MAX_TEXT_CHARS),

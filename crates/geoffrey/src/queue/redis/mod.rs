@@ -97,7 +97,12 @@ impl RedisQueue {
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(Duration::from_secs(5)))
             .set_number_of_retries(3);
-        let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
+        let conn = ConnectionManager::new_with_config(client.clone(), config)
+            .await
+            .map_err(|err| {
+                let server = crate::secret::server_of(url);
+                QueueError::Unavailable(format!("cannot connect to Redis at {server}: {err}"))
+            })?;
         let consumer = format!(
             "{}-{}-{}",
             hostname(),
@@ -175,7 +180,9 @@ impl RedisQueue {
 
     /// Runs a script, recreating the consumer group once if Redis lost it.
     async fn invoke(&self, script: &Script, args: &[String]) -> QueueResult<Value> {
-        for attempt in 0..2 {
+        let mut recreated_group = false;
+        let mut reconnected = false;
+        loop {
             let mut invocation = script.prepare_invoke();
             invocation.arg(&self.prefix);
             for arg in args {
@@ -184,16 +191,23 @@ impl RedisQueue {
             let mut conn = self.conn.clone();
             match invocation.invoke_async::<Value>(&mut conn).await {
                 Ok(value) => return Ok(value),
-                Err(err) if attempt == 0 && err.to_string().contains("NOGROUP") => {
+                Err(err) if !recreated_group && err.to_string().contains("NOGROUP") => {
                     tracing::warn!("the Redis consumer group is missing; creating it again");
                     self.create_group().await?;
+                    recreated_group = true;
+                }
+                // The connection manager reports a connection that died while idle (a Redis
+                // restart, an idle timeout) to the first caller and reconnects only then, so
+                // that caller tries once more. A script that did run before the connection
+                // dropped is safe to repeat: a second admit finds the delivery recorded, and
+                // a second state change finds the lease already ended.
+                Err(err) if !reconnected && (err.is_connection_dropped() || err.is_io_error()) => {
+                    tracing::debug!(error = %err, "the Redis connection dropped; trying again");
+                    reconnected = true;
                 }
                 Err(err) => return Err(err.into()),
             }
         }
-        Err(QueueError::Unavailable(
-            "redis: the consumer group could not be recreated".into(),
-        ))
     }
 
     async fn finish(

@@ -84,7 +84,39 @@ impl CouchStore {
         });
         tokio::spawn(logs::write_batches(Arc::downgrade(&store), requests));
         store.ping().await?;
+        store.check_credentials().await?;
         Ok(store)
+    }
+
+    /// Fails when the server rejects the credentials of the store URL, so that a wrong
+    /// password shows at start instead of as failed requests later.
+    async fn check_credentials(&self) -> StoreResult<()> {
+        if self.admin.is_none() {
+            return Ok(());
+        }
+        let (status, _) = self
+            .send(self.request(Method::GET, self.url(&["_session"]), None))
+            .await?;
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(StoreError::Unavailable(format!(
+                "CouchDB at {} rejected the user and password of the store URL; check them",
+                self.base
+            )));
+        }
+        Ok(())
+    }
+
+    /// Tells whether the store URL's user is a server admin, which creating databases needs.
+    async fn is_admin(&self) -> StoreResult<bool> {
+        let (_, body) = self
+            .send(self.request(Method::GET, self.url(&["_session"]), None))
+            .await?;
+        let roles = body
+            .pointer("/userCtx/roles")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        Ok(roles.iter().any(|role| role == "_admin"))
     }
 
     fn db_name(&self, db: &str) -> String {
@@ -195,7 +227,17 @@ fn unavailable(err: &reqwest::Error) -> StoreError {
     let cause = std::error::Error::source(err)
         .map(|source| format!(": {source}"))
         .unwrap_or_default();
-    StoreError::Unavailable(format!("CouchDB {kind}{cause}"))
+    let host = err
+        .url()
+        .map(|url| {
+            format!(
+                " at {}:{}",
+                url.host_str().unwrap_or_default(),
+                url.port_or_known_default().unwrap_or_default()
+            )
+        })
+        .unwrap_or_default();
+    StoreError::Unavailable(format!("CouchDB{host} {kind}{cause}"))
 }
 
 fn reason(body: &Value) -> String {
@@ -228,6 +270,13 @@ fn document_from(id: &str, mut body: Value) -> StoreResult<Document> {
 #[async_trait]
 impl Store for CouchStore {
     async fn create_database(&self, db: &str) -> StoreResult<()> {
+        // PouchDB Server crashes on a database creation by a non-admin, and CouchDB refuses
+        // it, so the check comes first.
+        if !self.is_admin().await? {
+            return Err(StoreError::Unavailable(
+                "creating an instance needs a CouchDB admin in the store URL".to_string(),
+            ));
+        }
         let name = self.db_name(db);
         let (status, body) = self
             .send(self.request(Method::PUT, self.url(&[&name]), None))
