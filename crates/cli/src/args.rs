@@ -73,6 +73,10 @@ pub enum Command {
     /// Lists, replays and discards failed jobs.
     #[command(subcommand)]
     Failed(FailedCommand),
+    /// Adds every existing forum user to the Mailchimp audience; needs discourse_api_key in
+    /// the instance's configuration.
+    #[command(subcommand)]
+    Backfill(BackfillCommand),
     /// Tools for trying Geoffrey out.
     #[command(subcommand)]
     Debug(DebugCommand),
@@ -184,6 +188,18 @@ pub enum FailedCommand {
         #[arg(required = true)]
         job_ids: Vec<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackfillCommand {
+    /// Starts a backfill from the first user; the workers run it.
+    Start { name: String },
+    /// Shows a backfill's progress.
+    Status { name: String },
+    /// Stops a running backfill after the page in flight.
+    Pause { name: String },
+    /// Continues a paused backfill where it stopped.
+    Resume { name: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -31,6 +31,13 @@ pub struct InstanceConfig {
     /// the header is still checked.
     #[serde(default)]
     pub accept_unsigned: bool,
+    /// Key for Discourse's API (Admin > API > Keys), for apps that read from the forum, such
+    /// as the Mailchimp backfill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discourse_api_key: Option<Secret>,
+    /// User the API key acts as; `system` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discourse_api_username: Option<String>,
     /// One section per app, keyed by the app's name.
     #[serde(default)]
     pub apps: Map<String, Value>,
@@ -179,6 +186,9 @@ pub fn masked(config: &InstanceConfig, apps: &AppRegistry) -> Value {
     if !config.webhook_secret.is_empty() {
         value["webhook_secret"] = Value::from(MASK);
     }
+    if config.discourse_api_key.is_some() {
+        value["discourse_api_key"] = Value::from(MASK);
+    }
     if let Some(sections) = value.get_mut("apps").and_then(Value::as_object_mut) {
         for (name, section) in sections.iter_mut() {
             if let Some(app) = apps.get(name) {
@@ -247,6 +257,8 @@ pub async fn create(
         discourse_url: discourse_url.trim_end_matches('/').to_string(),
         webhook_secret: webhook_secret.unwrap_or_else(Secret::generate),
         accept_unsigned: false,
+        discourse_api_key: None,
+        discourse_api_username: None,
         apps: Map::new(),
     };
     let body = serde_json::to_value(&config).map_err(|e| StoreError::Corrupt(e.to_string()))?;

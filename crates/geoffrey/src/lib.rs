@@ -13,6 +13,7 @@ pub mod apps;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod discourse;
 pub mod event;
 pub mod instance;
 pub mod limit;

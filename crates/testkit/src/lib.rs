@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod discourse;
 pub mod fixtures;
 pub mod geoffrey;
 pub mod receiver;

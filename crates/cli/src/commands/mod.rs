@@ -2,6 +2,7 @@
 //! the embedded store and queue and work on them directly, which is safe while `geoffrey run`
 //! uses the same files.
 
+mod backfill;
 mod config;
 mod debug;
 mod failed;
@@ -71,6 +72,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Config(command) => config::run(open(&settings).await?, command).await,
         Command::Logs(args) => logs::run(open(&settings).await?, args).await,
         Command::Failed(command) => failed::run(open(&settings).await?, command).await,
+        Command::Backfill(command) => backfill::run(open(&settings).await?, command).await,
         Command::Debug(command) => debug::run(command).await,
     }
 }

@@ -18,6 +18,7 @@ pub fn attempt_from_response(status: u16, body: &str) -> Attempt {
         status: Some(status),
         response,
         error,
+        continue_later: false,
     }
 }
 
@@ -48,6 +49,7 @@ pub fn attempt_from_error(err: &reqwest::Error) -> Attempt {
         status: None,
         response: None,
         error: Some(AttemptError::Transient(message)),
+        continue_later: false,
     }
 }
 

@@ -80,6 +80,8 @@ pub struct FeatureContext<'a> {
     /// The app's own section of `CONFIG`.
     pub section: &'a Value,
     pub http: &'a reqwest::Client,
+    /// Time the attempt may take; long features use it to budget their work.
+    pub job_timeout: std::time::Duration,
 }
 
 /// Why an attempt failed, which decides whether it is retried.
@@ -99,6 +101,9 @@ pub struct Attempt {
     /// The start of the third party's response body.
     pub response: Option<String>,
     pub error: Option<AttemptError>,
+    /// Set by a long feature (such as a backfill) that made progress and has more to do: the
+    /// job goes back to the queue to continue, without counting an attempt.
+    pub continue_later: bool,
 }
 
 /// One finding of [`App::check`].

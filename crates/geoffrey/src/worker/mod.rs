@@ -50,6 +50,8 @@ pub struct Worker {
 
 enum Decision {
     Ack,
+    /// Back to the queue to continue; see [`Attempt::continue_later`].
+    Continue,
     Retry(Duration),
     DeadLetter,
 }
@@ -212,6 +214,7 @@ impl Worker {
             config: &config.config,
             section,
             http: &self.http,
+            job_timeout: self.services.settings.worker.job_timeout,
         };
         let timeout = self.services.settings.worker.job_timeout;
         match tokio::time::timeout(timeout, app.run(&job.spec.feature, context)).await {
@@ -230,6 +233,7 @@ impl Worker {
     async fn finish(&self, lease: &Lease, attempt: Attempt, duration: Duration) {
         let job = &lease.job;
         let (outcome, decision) = match &attempt.error {
+            None if attempt.continue_later => (Outcome::Succeeded, Decision::Continue),
             None => (Outcome::Succeeded, Decision::Ack),
             Some(AttemptError::Permanent(_)) => (Outcome::FailedPermanently, Decision::DeadLetter),
             Some(AttemptError::Transient(_)) if job.attempt >= self.max_attempts() => {
@@ -266,6 +270,7 @@ impl Worker {
         let queue = &self.services.queue;
         let result = match decision {
             Decision::Ack => queue.ack(lease).await,
+            Decision::Continue => queue.release(lease).await,
             Decision::Retry(delay) => {
                 tracing::warn!(error = error.as_deref().unwrap_or(""), retry_in = ?delay, "attempt failed; retry scheduled");
                 queue

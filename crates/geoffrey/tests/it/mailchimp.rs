@@ -380,7 +380,150 @@ async fn burst_stays_under_the_connection_limit(mode: Mode) {
     assert!(fake.requests().iter().all(|request| request.status != 429));
 }
 
+/// A backfill of 10,000 users, paused and resumed and interrupted by a dropped connection,
+/// adds every eligible user once and leaves existing members as they were.
+async fn backfill_resumes_without_duplicates(mode: Mode) {
+    let users: Vec<Value> = (1..=10_000)
+        .map(|id| {
+            json!({
+                "id": id,
+                "username": format!("user{id}"),
+                "name": format!("User {id}"),
+                "email": format!("user{id}@forum-mail.test"),
+                "active": true,
+                "staged": id % 100 == 0,
+            })
+        })
+        .collect();
+    let discourse = testkit::discourse::FakeDiscourse::start(users, "discourse-api-key").await;
+    discourse.rate_limit(1);
+    let fake = FakeMailchimp::start(FakeConfig::default()).await;
+    // Members who are already in the audience, one of them unsubscribed by themselves.
+    fake.seed_member(LIST, MemberSeed::self_unsubscribed("user7@forum-mail.test"));
+    fake.seed_member(LIST, MemberSeed::new("user8@forum-mail.test", "subscribed"));
+    // The 30th page's batch call loses its connection, as in a network failure.
+    fake.inject(Injection {
+        method: "POST".into(),
+        path_contains: "/lists/aud1".into(),
+        nth: 30,
+        failure: Failure::DropConnection,
+    });
+
+    let geoffrey = TestGeoffrey::start_with(
+        mode,
+        |settings| settings.worker.job_timeout = Duration::from_secs(4),
+        None,
+        geoffrey::run::Roles::ALL,
+    )
+    .await;
+    let section = json!({
+        "api_key": fake.api_key(), "base_url": fake.base_url(), "list_id": LIST,
+        "consent": { "mode": "everyone" }, "merge_fields": { "FNAME": "first_name" },
+    });
+    geoffrey
+        .create_instance("forum", json!({ "mailchimp": section }))
+        .await;
+    let store = geoffrey.services.store.as_ref();
+    let current = geoffrey::instance::load(store, "forum").await.unwrap();
+    let mut document = serde_json::to_value(&current.config).unwrap();
+    document["discourse_url"] = json!(discourse.url);
+    document["discourse_api_key"] = json!("discourse-api-key");
+    geoffrey::instance::save(
+        store,
+        &geoffrey.services.apps,
+        "forum",
+        &current.rev,
+        document,
+    )
+    .await
+    .unwrap();
+
+    use geoffrey::apps::mailchimp::backfill;
+    backfill::start(&geoffrey.services, "forum").await.unwrap();
+    let again = backfill::start(&geoffrey.services, "forum").await;
+    assert!(again.is_err(), "a second start while running is refused");
+
+    testkit::eventually(Duration::from_secs(30), "3,000 users read", || async {
+        let progress = backfill::progress(&geoffrey.services, "forum")
+            .await
+            .unwrap()?;
+        (progress.read >= 3_000).then_some(())
+    })
+    .await;
+    backfill::pause(&geoffrey.services, "forum").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let paused = backfill::progress(&geoffrey.services, "forum")
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let still = backfill::progress(&geoffrey.services, "forum")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(still.state, "paused");
+    assert_eq!(
+        still.read, paused.read,
+        "a paused backfill reads no more pages"
+    );
+    assert!(still.read < 10_000);
+
+    backfill::resume(&geoffrey.services, "forum").await.unwrap();
+    let done = testkit::eventually(
+        Duration::from_secs(120),
+        "the backfill to finish",
+        || async {
+            let progress = backfill::progress(&geoffrey.services, "forum")
+                .await
+                .unwrap()?;
+            (progress.state == "done").then_some(progress)
+        },
+    )
+    .await;
+
+    assert_eq!(done.read, 10_000);
+    assert_eq!(done.skipped, 100, "staged users are not added");
+    assert_eq!(done.errors, 0, "{:?}", done.error_samples);
+    assert_eq!(done.added + done.existing, 9_900);
+    assert!(done.existing >= 2, "the seeded members count as existing");
+    let members = fake.members(LIST);
+    assert_eq!(
+        members.len(),
+        9_900,
+        "every eligible user once, no duplicates"
+    );
+    assert_eq!(
+        fake.member(LIST, "user7@forum-mail.test").unwrap().status,
+        "unsubscribed"
+    );
+    assert_eq!(
+        fake.member(LIST, "user8@forum-mail.test").unwrap().status,
+        "subscribed"
+    );
+    assert_eq!(
+        fake.member(LIST, "user42@forum-mail.test")
+            .unwrap()
+            .merge_fields["FNAME"],
+        "User"
+    );
+    let batch_calls = fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/lists/aud1"))
+        .count();
+    assert!(
+        (100..=102).contains(&batch_calls),
+        "{batch_calls} batch calls for 100 pages"
+    );
+    let logs = geoffrey.logs("forum").await;
+    assert!(
+        logs.iter().any(|entry| entry.outcome == Outcome::Retrying),
+        "the dropped connection was retried"
+    );
+}
+
 testkit::in_both_modes!(
+    backfill_resumes_without_duplicates,
     confirmed_email_subscribes_with_merge_fields,
     double_opt_in_never_demotes_a_subscriber,
     self_unsubscribed_member_stays_unsubscribed,

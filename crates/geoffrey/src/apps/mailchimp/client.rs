@@ -60,6 +60,7 @@ impl Reply {
             status: self.status,
             response: Some(truncate(&self.text, MAX_LOGGED_BODY)),
             error,
+            continue_later: false,
         }
     }
 }

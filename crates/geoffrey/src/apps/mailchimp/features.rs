@@ -27,6 +27,7 @@ fn skipped(reason: &str) -> Attempt {
         status: None,
         response: Some(format!("skipped: {reason}")),
         error: None,
+        continue_later: false,
     }
 }
 
@@ -137,7 +138,7 @@ fn source_value(user: &Value, source: &str) -> Option<Value> {
     Some(Value::from(text))
 }
 
-fn merge_fields(config: &MailchimpConfig, user: &Value) -> Map<String, Value> {
+pub(super) fn merge_fields(config: &MailchimpConfig, user: &Value) -> Map<String, Value> {
     config
         .merge_fields
         .iter()
@@ -146,7 +147,7 @@ fn merge_fields(config: &MailchimpConfig, user: &Value) -> Map<String, Value> {
 }
 
 /// Tells whether the user's consent field is set; values from Discourse are strings.
-fn has_consent(config: &MailchimpConfig, user: &Value) -> bool {
+pub(super) fn has_consent(config: &MailchimpConfig, user: &Value) -> bool {
     match config.consent.mode {
         ConsentMode::DoubleOptIn | ConsentMode::Everyone => true,
         ConsentMode::UserField => {

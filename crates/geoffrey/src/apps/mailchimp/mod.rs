@@ -11,6 +11,7 @@
 //! Every request waits for a slot under the API key's concurrency limit, shared by all
 //! workers (see [`crate::limit`]).
 
+pub mod backfill;
 mod client;
 mod config;
 mod features;
@@ -28,6 +29,8 @@ use serde_json::{Value, json};
 pub const SUBSCRIBE: &str = "subscribe";
 pub const GROUP_TAGS: &str = "group_tags";
 pub const LEAVE: &str = "leave";
+/// Runs on a job queued by `geoffrey backfill start`, never on a forum event.
+pub const BACKFILL: &str = "backfill";
 
 pub struct Mailchimp;
 
@@ -137,6 +140,7 @@ impl App for Mailchimp {
             SUBSCRIBE => features::subscribe(&context, &config).await,
             GROUP_TAGS => features::group_tag(&context, &config).await,
             LEAVE => features::leave(&context, &config).await,
+            BACKFILL => backfill::run(&context, &config, context.job_timeout).await,
             other => Attempt {
                 error: Some(AttemptError::Permanent(format!(
                     "unknown mailchimp feature {other:?}"
