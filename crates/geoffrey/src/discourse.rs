@@ -5,7 +5,6 @@
 //! `Retry-After` header or in `extras.wait_seconds`; the client reports that wait so callers
 //! can pause instead of failing.
 
-use crate::apps::AttemptError;
 use crate::apps::http::attempt_from_error;
 use crate::instance::InstanceConfig;
 use serde_json::Value;
@@ -67,12 +66,9 @@ impl<'a> DiscourseClient<'a> {
             .header("Api-Key", self.key)
             .header("Api-Username", self.username);
         let response = request.send().await.map_err(|err| {
-            let message = match attempt_from_error(&err).error {
-                Some(AttemptError::Transient(message) | AttemptError::Permanent(message)) => {
-                    message
-                }
-                None => "request failed".to_string(),
-            };
+            let error = attempt_from_error(&err).error;
+            let message =
+                error.map_or_else(|| "request failed".to_string(), |e| e.message().to_string());
             DiscourseError::Transient(message)
         })?;
         let status = response.status().as_u16();

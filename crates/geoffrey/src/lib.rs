@@ -9,6 +9,7 @@
 #![warn(clippy::print_stdout)]
 
 pub mod api;
+pub mod app_status;
 pub mod apps;
 pub mod cache;
 pub mod clock;

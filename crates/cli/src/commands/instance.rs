@@ -26,11 +26,33 @@ pub async fn run(services: Arc<Services>, command: InstanceCommand) -> anyhow::R
         }
         InstanceCommand::List => {
             for name in services.store.list_databases().await? {
-                crate::output::out!("{name}");
+                let problems = problems_of(&services, &name).await;
+                if problems.is_empty() {
+                    crate::output::out!("{name}");
+                } else {
+                    crate::output::out!("{name}\t{}", problems.join("; "));
+                }
             }
         }
     }
     Ok(())
+}
+
+/// Returns "app misconfigured: reason" for each app of the instance marked misconfigured.
+async fn problems_of(services: &Services, name: &str) -> Vec<String> {
+    let store = services.store.as_ref();
+    let Ok(stored) = instance::load(store, name).await else {
+        return Vec::new();
+    };
+    let mut problems = Vec::new();
+    for app in stored.config.apps.keys() {
+        if let Ok(Some(status)) = geoffrey::app_status::read(store, name, app).await {
+            if let Some(reason) = status.misconfigured {
+                problems.push(format!("{app} misconfigured: {reason}"));
+            }
+        }
+    }
+    problems
 }
 
 fn print_webhook_settings(services: &Services, name: &str, config: &InstanceConfig) {

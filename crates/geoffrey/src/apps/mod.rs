@@ -91,6 +91,19 @@ pub enum AttemptError {
     Transient(String),
     /// Another attempt would fail the same way: invalid input, rejected by the third party.
     Permanent(String),
+    /// The app's configuration is wrong (an invalid API key, an unknown audience). Handled
+    /// like a permanent failure, and the app is marked as misconfigured until it works again.
+    Configuration(String),
+}
+
+impl AttemptError {
+    pub fn message(&self) -> &str {
+        match self {
+            AttemptError::Transient(message)
+            | AttemptError::Permanent(message)
+            | AttemptError::Configuration(message) => message,
+        }
+    }
 }
 
 /// What one run of a feature did, for the log entry.

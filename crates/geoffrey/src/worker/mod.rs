@@ -14,6 +14,7 @@
 //! `shutdown_grace` to finish; those still running after that are stopped and released back
 //! to the queue without counting the attempt.
 
+use crate::app_status;
 use crate::apps::{Attempt, AttemptError, FeatureContext};
 use crate::instance::InstanceError;
 use crate::queue::backoff::Backoff;
@@ -46,6 +47,9 @@ pub struct Worker {
     /// each would call its third party and then fail to record the outcome, only to run
     /// again later.
     store_down: AtomicBool,
+    /// Instances and apps this process marked as misconfigured, so that a later success
+    /// knows to clear the mark without reading it first.
+    misconfigured: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 enum Decision {
@@ -72,6 +76,7 @@ impl Worker {
             http,
             backoff,
             store_down: AtomicBool::new(false),
+            misconfigured: std::sync::Mutex::default(),
         }))
     }
 
@@ -235,7 +240,9 @@ impl Worker {
         let (outcome, decision) = match &attempt.error {
             None if attempt.continue_later => (Outcome::Succeeded, Decision::Continue),
             None => (Outcome::Succeeded, Decision::Ack),
-            Some(AttemptError::Permanent(_)) => (Outcome::FailedPermanently, Decision::DeadLetter),
+            Some(AttemptError::Permanent(_) | AttemptError::Configuration(_)) => {
+                (Outcome::FailedPermanently, Decision::DeadLetter)
+            }
             Some(AttemptError::Transient(_)) if job.attempt >= self.max_attempts() => {
                 (Outcome::FailedAfterRetries, Decision::DeadLetter)
             }
@@ -244,9 +251,11 @@ impl Worker {
                 (Outcome::Retrying, Decision::Retry(delay))
             }
         };
-        let error = attempt.error.as_ref().map(|error| match error {
-            AttemptError::Transient(message) | AttemptError::Permanent(message) => message.clone(),
-        });
+        let error = attempt
+            .error
+            .as_ref()
+            .map(|error| error.message().to_string());
+        self.record_app_health(job, attempt.error.as_ref()).await;
         let entry = LogEntry {
             id: uuid::Uuid::now_v7().to_string(),
             at: self.services.clock.now(),
@@ -326,6 +335,41 @@ impl Worker {
             tracing::warn!(error = %err, retry_in = ?pause, "writing the log entry failed");
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(MAX_STORE_PAUSE);
+        }
+    }
+
+    /// Marks the job's app as misconfigured after a configuration error, and clears a mark
+    /// this process set once an attempt succeeds. A failure to write is logged and otherwise
+    /// ignored, because the mark only informs the operator.
+    async fn record_app_health(&self, job: &crate::queue::Job, error: Option<&AttemptError>) {
+        let key = (job.spec.instance.clone(), job.spec.app.clone());
+        let status = match error {
+            Some(AttemptError::Configuration(message)) => {
+                app_status::misconfigured(message, &job.id)
+            }
+            None if self
+                .misconfigured
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&key) =>
+            {
+                app_status::working()
+            }
+            _ => return,
+        };
+        let store = self.services.store.as_ref();
+        match app_status::write(store, &key.0, &key.1, &status).await {
+            Ok(()) => {
+                let mut marked = self.misconfigured.lock().unwrap_or_else(|p| p.into_inner());
+                if status.misconfigured.is_some() {
+                    marked.insert(key);
+                } else {
+                    marked.remove(&key);
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "recording whether the app is misconfigured failed")
+            }
         }
     }
 

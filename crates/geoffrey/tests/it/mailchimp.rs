@@ -335,6 +335,50 @@ async fn invalid_key_is_a_replayable_configuration_error(mode: Mode) {
     .await;
     assert_eq!(failed.len(), 1);
     assert!(fake.member(LIST, ADA).is_none());
+    let store = geoffrey.services.store.as_ref();
+    let status = geoffrey::app_status::read(store, "forum", "mailchimp")
+        .await
+        .unwrap()
+        .expect("a status");
+    assert!(
+        status
+            .misconfigured
+            .as_deref()
+            .unwrap()
+            .contains("API Key Invalid"),
+        "{status:?}"
+    );
+
+    // The operator fixes the key and replays the job: it succeeds and the mark is gone.
+    let current = geoffrey::instance::load(store, "forum").await.unwrap();
+    let mut document = serde_json::to_value(&current.config).unwrap();
+    document["apps"]["mailchimp"]["api_key"] = json!(fake.api_key());
+    geoffrey::instance::save(
+        store,
+        &geoffrey.services.apps,
+        "forum",
+        &current.rev,
+        document,
+    )
+    .await
+    .unwrap();
+    geoffrey
+        .services
+        .queue
+        .replay("forum", &failed[0].job.id)
+        .await
+        .unwrap();
+    let logs = geoffrey.wait_for_logs("forum", 2).await;
+    assert_eq!(logs[0].outcome, Outcome::Succeeded, "{:?}", logs[0]);
+    assert_eq!(fake.member(LIST, ADA).expect("member").status, "subscribed");
+    let status = testkit::eventually(Duration::from_secs(5), "the mark to clear", || async {
+        let status = geoffrey::app_status::read(store, "forum", "mailchimp")
+            .await
+            .unwrap()?;
+        status.misconfigured.is_none().then_some(status)
+    })
+    .await;
+    assert_eq!(status.job_id, None);
 }
 
 async fn burst_stays_under_the_connection_limit(mode: Mode) {

@@ -53,7 +53,7 @@ impl Reply {
             Failure::Transient(message) => AttemptError::Transient(message),
             Failure::Member(message) => AttemptError::Permanent(message),
             Failure::Configuration(message) => {
-                AttemptError::Permanent(format!("Mailchimp configuration: {message}"))
+                AttemptError::Configuration(format!("Mailchimp configuration: {message}"))
             }
         });
         Attempt {
@@ -165,12 +165,9 @@ pub async fn send(
         }
         Err(err) => {
             let attempt = attempt_from_error(&err);
-            let message = match attempt.error {
-                Some(AttemptError::Transient(message) | AttemptError::Permanent(message)) => {
-                    message
-                }
-                None => "request failed".to_string(),
-            };
+            let message = attempt
+                .error
+                .map_or_else(|| "request failed".to_string(), |e| e.message().to_string());
             Reply {
                 status: None,
                 text: String::new(),
@@ -255,13 +252,10 @@ async fn fetch(
     let request = http
         .get(url)
         .basic_auth("geoffrey", Some(config.api_key.expose()));
-    let response = request
-        .send()
-        .await
-        .map_err(|err| match attempt_from_error(&err).error {
-            Some(AttemptError::Transient(message) | AttemptError::Permanent(message)) => message,
-            None => "request failed".to_string(),
-        })?;
+    let response = request.send().await.map_err(|err| {
+        let error = attempt_from_error(&err).error;
+        error.map_or_else(|| "request failed".to_string(), |e| e.message().to_string())
+    })?;
     let status = response.status().as_u16();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     match classify(status, &body) {
