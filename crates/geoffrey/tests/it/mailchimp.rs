@@ -272,15 +272,83 @@ async fn permanent_delete_makes_the_address_forgotten(mode: Mode) {
     let again = user_event("user_confirmed_email", json!({ "id": 143 }));
     let logs = send_and_wait(&geoffrey, &again, 3).await;
     assert_eq!(logs[0].outcome, Outcome::FailedPermanently);
+    let error = logs[0].error.as_deref().unwrap();
+    assert!(error.contains("Forgotten Email Not Subscribed"), "{error}");
     assert!(
-        logs[0]
-            .error
-            .as_deref()
-            .unwrap()
-            .contains("Forgotten Email Not Subscribed"),
+        error.contains("Geoffrey deleted this address permanently"),
+        "{error}"
+    );
+    assert!(error.contains("forum user 142"), "{error}");
+}
+
+async fn email_change_of_cleaned_member_is_refused(mode: Mode) {
+    let (geoffrey, fake) = start(mode, json!({})).await;
+    fake.allow_address("ada@newmail.test");
+    send_and_wait(&geoffrey, &user_event("user_confirmed_email", json!({})), 1).await;
+    fake.bounce(LIST, ADA);
+    let moved = user_event("user_updated", json!({ "email": "ada@newmail.test" }));
+    let logs = send_and_wait(&geoffrey, &moved, 2).await;
+    assert_eq!(logs[0].outcome, Outcome::FailedPermanently);
+    assert!(
+        logs[0].error.as_deref().unwrap().contains("cleaned"),
         "{:?}",
         logs[0].error
     );
+    assert!(
+        fake.member(LIST, "ada@newmail.test").is_none(),
+        "no new member was created"
+    );
+    assert_eq!(
+        fake.member(LIST, ADA).expect("old member").status,
+        "cleaned"
+    );
+}
+
+#[tokio::test]
+async fn check_reports_unmapped_required_fields() {
+    use fake_mailchimp::{ListConfig, MergeField};
+    use geoffrey::apps::AppRegistry;
+    let mut list = ListConfig::new(LIST, "Forum members");
+    list.merge_fields
+        .push(MergeField::required("BIRTHDAY", "text"));
+    let fake = FakeMailchimp::start(FakeConfig {
+        lists: vec![list],
+        ..FakeConfig::default()
+    })
+    .await;
+    let section = json!({
+        "api_key": fake.api_key(), "base_url": fake.base_url(), "list_id": LIST,
+        "merge_fields": { "FNAME": "first_name" },
+    });
+    let apps = AppRegistry::builtin();
+    let app = apps.get("mailchimp").unwrap();
+    let checks = app.check(&section, &reqwest::Client::new()).await;
+    let results: Vec<(&str, bool)> = checks.iter().map(|c| (c.name.as_str(), c.ok)).collect();
+    assert_eq!(
+        results,
+        [
+            ("api_key", true),
+            ("audience", true),
+            ("merge_fields", false)
+        ]
+    );
+    assert!(
+        checks[2].message.contains("BIRTHDAY"),
+        "{}",
+        checks[2].message
+    );
+
+    let mut wrong_list = section.clone();
+    wrong_list["list_id"] = json!("nosuchlist");
+    let checks = app.check(&wrong_list, &reqwest::Client::new()).await;
+    assert_eq!(checks.len(), 2);
+    assert!(!checks[1].ok, "{checks:?}");
+
+    let mut wrong_key = section;
+    wrong_key["api_key"] = json!("ffffffffffffffffffffffffffffffff-us6");
+    let checks = app.check(&wrong_key, &reqwest::Client::new()).await;
+    assert_eq!(checks.len(), 1);
+    assert!(checks[0].message.contains("API Key Invalid"), "{checks:?}");
 }
 
 async fn server_errors_are_retried(mode: Mode) {
@@ -433,7 +501,12 @@ async fn backfill_resumes_without_duplicates(mode: Mode) {
                 "id": id,
                 "username": format!("user{id}"),
                 "name": format!("User {id}"),
-                "email": format!("user{id}@forum-mail.test"),
+                // One address looks fake to Mailchimp and is rejected.
+                "email": if id == 5_001 {
+                    "john.doe@example.com".to_string()
+                } else {
+                    format!("user{id}@forum-mail.test")
+                },
                 "active": true,
                 "staged": id % 100 == 0,
             })
@@ -527,14 +600,19 @@ async fn backfill_resumes_without_duplicates(mode: Mode) {
 
     assert_eq!(done.read, 10_000);
     assert_eq!(done.skipped, 100, "staged users are not added");
-    assert_eq!(done.errors, 0, "{:?}", done.error_samples);
-    assert_eq!(done.added + done.existing, 9_900);
+    assert_eq!(done.errors, 1, "{:?}", done.error_samples);
+    assert!(
+        done.error_samples[0].starts_with("john.doe@example.com: "),
+        "{:?}",
+        done.error_samples
+    );
+    assert_eq!(done.added + done.existing, 9_899);
     assert!(done.existing >= 2, "the seeded members count as existing");
     let members = fake.members(LIST);
     assert_eq!(
         members.len(),
-        9_900,
-        "every eligible user once, no duplicates"
+        9_899,
+        "every accepted user once, no duplicates"
     );
     assert_eq!(
         fake.member(LIST, "user7@forum-mail.test").unwrap().status,
@@ -577,6 +655,7 @@ testkit::in_both_modes!(
     group_membership_sets_tags,
     leaving_archives_the_member,
     permanent_delete_makes_the_address_forgotten,
+    email_change_of_cleaned_member_is_refused,
     server_errors_are_retried,
     invalid_key_is_a_replayable_configuration_error,
     burst_stays_under_the_connection_limit,
