@@ -1,8 +1,8 @@
 //! A client for the parts of Discourse's API that apps read: the admin user list.
 //!
 //! Requests carry the `Api-Key` and `Api-Username` headers from the instance's `CONFIG`.
-//! Discourse answers a rate-limited request with 429 and the wait in seconds, in the
-//! `Retry-After` header or in `extras.wait_seconds`; the client reports that wait so callers
+//! Discourse rejects a rate-limited request with 429 and the wait in seconds, in the
+//! `Retry-After` header or in `extras.wait_seconds`. The client reports that wait, so callers
 //! can pause instead of failing.
 
 use crate::apps::http::attempt_from_error;

@@ -48,7 +48,7 @@ pub struct Worker {
     /// again later.
     store_down: AtomicBool,
     /// Instances and apps this process marked as misconfigured, so that a later success
-    /// knows to clear the mark without reading it first.
+    /// can clear the mark without reading it first.
     misconfigured: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
 
@@ -307,7 +307,7 @@ impl Worker {
     }
 
     /// Writes a log entry, retrying with growing pauses until shortly before the lease
-    /// expires. Returns false if it could not be written; the job then stays leased and runs
+    /// expires. Returns false if it could not be written. The job then stays leased and runs
     /// again when the lease expires, because an outcome must not be acknowledged without its
     /// record.
     async fn write_log(&self, lease: &Lease, entry: &LogEntry) -> bool {

@@ -1,6 +1,6 @@
 //! Requests to Mailchimp, under the account's concurrency limit, and their classification.
 //!
-//! Mailchimp reports errors as RFC 7807 problem documents; the class of a failure follows from
+//! Mailchimp reports errors as RFC 7807 problem documents. The class of a failure follows from
 //! the status and the `title`, never from the `type` URL, which has changed over the years.
 //! - Transient, so retried with backoff: 429, 5xx, timeouts, connection errors, a 403 or 429
 //!   without a problem body (what Mailchimp's limiter sends under load), and the address
@@ -95,10 +95,6 @@ fn describe(body: &Value, status: u16) -> String {
 /// Classifies a Mailchimp response.
 pub fn classify(status: u16, body: &Value) -> Option<Failure> {
     let has_problem = body.get("title").is_some();
-    let title = body
-        .get("title")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
     let detail = body
         .get("detail")
         .and_then(Value::as_str)
@@ -114,7 +110,6 @@ pub fn classify(status: u16, body: &Value) -> Option<Failure> {
         ))),
         400 if detail.contains("signed up to a lot of lists") => Some(Failure::Transient(message)),
         401 | 403 | 503 => Some(Failure::Configuration(message)),
-        404 if title == "Resource Not Found" || !has_problem => Some(Failure::Member(message)),
         _ => Some(Failure::Member(message)),
     }
 }
