@@ -107,6 +107,24 @@ pub struct LogPage {
     pub next_before: Option<String>,
 }
 
+impl LogPage {
+    /// Builds a page from up to `limit + 1` entries in query order. An entry beyond `limit`
+    /// shows that an older page exists, and the last entry shown becomes its cursor; pages
+    /// read oldest first (following new entries) have no such cursor.
+    pub fn cut(mut entries: Vec<LogEntry>, limit: usize, ascending: bool) -> Self {
+        let more = entries.len() > limit;
+        entries.truncate(limit);
+        let next_before = entries
+            .last()
+            .filter(|_| more && !ascending)
+            .map(|entry| entry.id.clone());
+        Self {
+            entries,
+            next_before,
+        }
+    }
+}
+
 /// Log times in RFC 3339 with exactly three fraction digits and `Z`, so that stores can
 /// compare them as strings.
 pub mod timestamp {

@@ -365,17 +365,5 @@ fn select_logs(conn: &mut rusqlite::Connection, query: &LogQuery) -> StoreResult
             .map_err(|err| StoreError::Corrupt(format!("log entry: {err}")))?;
         entries.push(entry);
     }
-    let next_before = if entries.len() > limit {
-        entries.truncate(limit);
-        entries
-            .last()
-            .filter(|_| !ascending)
-            .map(|entry| entry.id.clone())
-    } else {
-        None
-    };
-    Ok(LogPage {
-        entries,
-        next_before,
-    })
+    Ok(LogPage::cut(entries, limit, ascending))
 }

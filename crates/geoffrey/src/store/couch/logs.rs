@@ -235,21 +235,9 @@ pub(super) async fn query(store: &CouchStore, db: &str, query: &LogQuery) -> Sto
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let mut entries = docs
+    let entries = docs
         .into_iter()
         .map(from_document)
         .collect::<StoreResult<Vec<_>>>()?;
-    let next_before = if entries.len() > limit {
-        entries.truncate(limit);
-        entries
-            .last()
-            .filter(|_| !ascending)
-            .map(|entry| entry.id.clone())
-    } else {
-        None
-    };
-    Ok(LogPage {
-        entries,
-        next_before,
-    })
+    Ok(LogPage::cut(entries, limit, ascending))
 }
