@@ -227,6 +227,52 @@ pub fn unmask(new: &mut Value, old: &Value) {
     }
 }
 
+/// Rejects a masked secret whose destination changed in the same save, such as a masked
+/// Mailchimp key with a new `base_url`. Otherwise anyone allowed to edit the configuration
+/// could send a stored key to a server of their choice without ever seeing it.
+fn check_masked_destinations(
+    new: &Value,
+    old: &Value,
+    apps: &AppRegistry,
+) -> Result<(), InstanceError> {
+    let mut errors = Vec::new();
+    let mut check = |new: &Value, old: &Value, prefix: &str, secret: &str, destination: &str| {
+        let masked = new.get(secret).and_then(Value::as_str) == Some(MASK);
+        if masked && new.get(destination) != old.get(destination) {
+            errors.push(FieldError::new(
+                format!("{prefix}{secret}"),
+                format!("enter the secret again: a masked one is kept only while {destination} stays the same"),
+            ));
+        }
+    };
+    check(new, old, "", "discourse_api_key", "discourse_url");
+    let sections = new
+        .get("apps")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten();
+    for (name, section) in sections {
+        let Some(app) = apps.get(name) else { continue };
+        let old_section = old
+            .pointer(&format!("/apps/{name}"))
+            .unwrap_or(&Value::Null);
+        for (secret, destination) in app.secret_destinations() {
+            check(
+                section,
+                old_section,
+                &format!("apps.{name}."),
+                secret,
+                destination,
+            );
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(InstanceError::Invalid(errors))
+    }
+}
+
 /// Reads and parses an instance's `CONFIG`.
 pub async fn load(store: &dyn Store, name: &str) -> Result<StoredConfig, InstanceError> {
     validate_name(name)?;
@@ -279,6 +325,7 @@ pub async fn save(
 ) -> Result<String, InstanceError> {
     let current = load(store, name).await?;
     let stored = serde_json::to_value(&current.config).unwrap_or(Value::Null);
+    check_masked_destinations(&document, &stored, apps)?;
     unmask(&mut document, &stored);
     let config = validate(&document, apps)?;
     let body = serde_json::to_value(&config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -348,6 +395,24 @@ mod tests {
         let document = json!({ "discourse_url": "https://f.example.com", "secret": "x" });
         let err = validate(&document, &registry()).expect_err("unknown field");
         assert!(err.to_string().contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn masked_secret_keeps_its_destination() {
+        let old = json!({ "discourse_url": "https://f.example.com", "discourse_api_key": "key-1234",
+            "apps": { "mailchimp": { "api_key": "k", "base_url": "https://proxy.example.com" } } });
+        let moved = json!({ "discourse_url": "https://evil.example.net", "discourse_api_key": MASK,
+            "apps": { "mailchimp": { "api_key": MASK, "base_url": "https://evil.example.net" } } });
+        let Err(InstanceError::Invalid(errors)) =
+            check_masked_destinations(&moved, &old, &registry())
+        else {
+            panic!("moving a masked secret must fail");
+        };
+        let paths: Vec<_> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["discourse_api_key", "apps.mailchimp.api_key"]);
+        let kept = json!({ "discourse_url": "https://f.example.com", "discourse_api_key": MASK,
+            "apps": { "mailchimp": { "api_key": MASK, "base_url": "https://proxy.example.com" } } });
+        assert!(check_masked_destinations(&kept, &old, &registry()).is_ok());
     }
 
     #[test]

@@ -40,7 +40,8 @@ pub trait ConcurrencyLimiter: Send + Sync + 'static {
 /// Limits within one process.
 #[derive(Default)]
 pub struct LocalLimiter {
-    semaphores: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// A semaphore per key, with the limit it was last sized for.
+    semaphores: Mutex<HashMap<String, (Arc<Semaphore>, usize)>>,
 }
 
 #[async_trait]
@@ -48,10 +49,30 @@ impl ConcurrencyLimiter for LocalLimiter {
     async fn acquire(&self, key: &str, limit: usize) -> Result<Permit, LimitError> {
         let semaphore = {
             let mut semaphores = self.semaphores.lock().unwrap_or_else(|p| p.into_inner());
-            semaphores
+            let (semaphore, sized_for) = semaphores
                 .entry(key.to_string())
-                .or_insert_with(|| Arc::new(Semaphore::new(limit)))
-                .clone()
+                .or_insert_with(|| (Arc::new(Semaphore::new(limit)), limit));
+            // A changed limit (a configuration saved while running) resizes the semaphore.
+            // Lowering it takes effect as the permits in use come back.
+            if limit > *sized_for {
+                semaphore.add_permits(limit - *sized_for);
+            } else if limit < *sized_for {
+                let forgotten = semaphore.forget_permits(*sized_for - limit);
+                if forgotten < *sized_for - limit {
+                    let shortfall = *sized_for - limit - forgotten;
+                    let semaphore = semaphore.clone();
+                    tokio::spawn(async move {
+                        if let Ok(permits) = semaphore
+                            .acquire_many(u32::try_from(shortfall).unwrap_or(u32::MAX))
+                            .await
+                        {
+                            permits.forget();
+                        }
+                    });
+                }
+            }
+            *sized_for = limit;
+            semaphore.clone()
         };
         let permit = semaphore
             .acquire_owned()
@@ -181,5 +202,18 @@ mod tests {
         }
         while tasks.join_next().await.is_some() {}
         assert_eq!(peak.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn local_limiter_follows_a_changed_limit() {
+        let limiter = LocalLimiter::default();
+        let first = limiter.acquire("key", 1).await.expect("permit");
+        let second =
+            tokio::time::timeout(Duration::from_millis(50), limiter.acquire("key", 1)).await;
+        assert!(second.is_err(), "a limit of 1 holds a second caller");
+        let raised =
+            tokio::time::timeout(Duration::from_millis(50), limiter.acquire("key", 2)).await;
+        assert!(raised.is_ok(), "raising the limit admits a second caller");
+        drop(first);
     }
 }

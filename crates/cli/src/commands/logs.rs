@@ -90,10 +90,16 @@ fn print_entry(entry: &LogEntry, json: bool) -> anyhow::Result<()> {
         .status
         .map(|s| format!(" HTTP {s}"))
         .unwrap_or_default();
+    // A skipped job succeeded without doing anything; its reason is in the response.
+    let skipped = entry
+        .response
+        .as_deref()
+        .filter(|r| r.starts_with("skipped: "));
     let error = entry
         .error
         .as_deref()
         .map(|e| format!(" error: {e}"))
+        .or_else(|| skipped.map(|reason| format!(" {reason}")))
         .unwrap_or_default();
     crate::output::out!(
         "{at} {outcome:<20} {app}.{feature}{target} {event}{event_id} attempt {attempt}{status} \

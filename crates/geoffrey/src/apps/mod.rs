@@ -143,6 +143,12 @@ pub trait App: Send + Sync + 'static {
     /// Replaces the secrets in a section with [`crate::secret::MASK`].
     fn mask_secrets(&self, section: &mut Value);
 
+    /// Lists (secret field, field of the server it is sent to) pairs of the section. A save
+    /// that keeps such a secret masked must not change its server.
+    fn secret_destinations(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+
     /// Lists the subscriptions of a section that passed [`App::validate`].
     fn subscriptions(&self, section: &Value) -> Vec<Subscription>;
 

@@ -40,8 +40,15 @@ const BUDGET_SHARE: u32 = 2;
 /// Progress of a backfill, as stored and as shown by the CLI.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
-    /// `running`, `paused` or `done`.
+    /// `running`, `paused`, `failed` or `done`.
     pub state: String,
+    /// Id of the current run. Only the job of this run works on the backfill, so a job of an
+    /// earlier run (a replayed failed job, a job still queued when the backfill was resumed)
+    /// stops at once.
+    pub run_id: String,
+    /// Why the backfill failed, for state `failed`.
+    #[serde(default)]
+    pub last_error: Option<String>,
     /// Next page of Discourse's user list to read (1-based).
     pub next_page: usize,
     /// Users read from Discourse.
@@ -126,6 +133,7 @@ pub async fn start(services: &Services, instance: &str) -> Result<Progress, Back
     }
     let progress = Progress {
         state: "running".into(),
+        run_id: uuid::Uuid::now_v7().to_string(),
         next_page: 1,
         started_at: now(),
         updated_at: now(),
@@ -133,7 +141,7 @@ pub async fn start(services: &Services, instance: &str) -> Result<Progress, Back
     };
     let rev = current.as_ref().map(|(rev, _)| rev.as_str());
     write(services.store.as_ref(), instance, rev, &progress).await?;
-    enqueue(services, instance).await?;
+    enqueue(services, instance, &progress.run_id).await?;
     Ok(progress)
 }
 
@@ -142,10 +150,12 @@ pub async fn pause(services: &Services, instance: &str) -> Result<Progress, Back
     set_state(services, instance, "paused").await
 }
 
-/// Continues a paused backfill where it stopped.
+/// Continues a paused or failed backfill where it stopped. On a running backfill it starts a
+/// new run from where that one is, for a backfill whose job failed for good; the job of the
+/// old run stops when it sees the new one.
 pub async fn resume(services: &Services, instance: &str) -> Result<Progress, BackfillError> {
     let progress = set_state(services, instance, "running").await?;
-    enqueue(services, instance).await?;
+    enqueue(services, instance, &progress.run_id).await?;
     Ok(progress)
 }
 
@@ -164,6 +174,10 @@ async fn set_state(
         if progress.state == "done" {
             return Err(BackfillError::NothingToResume(instance.to_string()));
         }
+        if state == "running" {
+            progress.run_id = uuid::Uuid::now_v7().to_string();
+            progress.last_error = None;
+        }
         progress.state = state.to_string();
         progress.updated_at = now();
         match write(store, instance, Some(&rev), &progress).await {
@@ -174,14 +188,14 @@ async fn set_state(
     }
 }
 
-async fn enqueue(services: &Services, instance: &str) -> Result<(), BackfillError> {
+async fn enqueue(services: &Services, instance: &str, run_id: &str) -> Result<(), BackfillError> {
     let config = crate::instance::load(services.store.as_ref(), instance).await?;
-    let request_id = uuid::Uuid::now_v7().to_string();
+    let request_id = run_id.to_string();
     let event = Event {
         id: None,
         name: "mailchimp_backfill".to_string(),
         kind: "geoffrey".to_string(),
-        body: json!({ "geoffrey": { "requested": request_id } }),
+        body: json!({ "geoffrey": { "run_id": run_id } }),
         body_sha256: request_id.clone(),
     };
     let job = NewJob {
@@ -232,11 +246,15 @@ fn member(config: &MailchimpConfig, user: &Value) -> Option<Value> {
         ConsentMode::DoubleOptIn => "pending",
         ConsentMode::UserField | ConsentMode::Everyone => "subscribed",
     };
-    Some(json!({
+    let mut member = json!({
         "email_address": email,
         "status": status,
         "merge_fields": super::features::merge_fields(config, user),
-    }))
+    });
+    if !config.static_tags.is_empty() {
+        member["tags"] = json!(config.static_tags);
+    }
+    Some(member)
 }
 
 /// Runs the backfill for one time budget.
@@ -247,19 +265,26 @@ pub async fn run(
 ) -> Attempt {
     let instance = &context.job.spec.instance;
     let store = context.store;
+    let run_id = context.job.spec.event.payload()["run_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let discourse = match DiscourseClient::new(context.config, context.http) {
         Ok(client) => client,
-        Err(err) => return failed(err.to_string(), false),
+        Err(err) => return fail(store, instance, &run_id, err.to_string()).await,
     };
     let deadline = Instant::now() + job_timeout / BUDGET_SHARE;
     loop {
-        let (rev, mut progress) = match read(store, instance).await {
-            Ok(Some(current)) => current,
+        let progress = match read(store, instance).await {
+            Ok(Some((_, progress))) => progress,
             Ok(None) => return skipped("no backfill was started"),
             Err(err) => {
                 return failed(format!("reading the backfill progress failed: {err}"), true);
             }
         };
+        if progress.run_id != run_id {
+            return skipped("a newer run of the backfill took over");
+        }
         if progress.state != "running" {
             return skipped(&format!("the backfill is {}", progress.state));
         }
@@ -271,7 +296,8 @@ pub async fn run(
             };
         }
 
-        let users = match discourse.active_users(progress.next_page).await {
+        let page = progress.next_page;
+        let users = match discourse.active_users(page).await {
             Ok(users) => users,
             Err(DiscourseError::RateLimited(wait)) if Instant::now() + wait < deadline => {
                 tokio::time::sleep(wait).await;
@@ -280,28 +306,103 @@ pub async fn run(
             Err(err @ (DiscourseError::RateLimited(_) | DiscourseError::Transient(_))) => {
                 return failed(err.to_string(), true);
             }
-            Err(err) => return failed(err.to_string(), false),
+            Err(err) => return fail(store, instance, &run_id, err.to_string()).await,
         };
-        if users.is_empty() {
-            progress.state = "done".into();
-        } else if let Err(attempt) = subscribe_page(context, config, &users, &mut progress).await {
-            return attempt;
+        let mut counts = Progress::default();
+        if !users.is_empty() {
+            if let Err(attempt) = subscribe_page(context, config, &users, &mut counts).await {
+                if let Some(
+                    AttemptError::Permanent(message) | AttemptError::Configuration(message),
+                ) = &attempt.error
+                {
+                    fail(store, instance, &run_id, message.clone()).await;
+                }
+                return attempt;
+            }
         }
-        progress.next_page += 1;
-        progress.updated_at = now();
-        match write(store, instance, Some(&rev), &progress).await {
-            Ok(_) => {}
-            // Someone paused or restarted the backfill meanwhile; the next round reads it.
-            Err(StoreError::Conflict { .. }) => continue,
+        let saved = match record_page(store, instance, page, users.is_empty(), &counts).await {
+            Ok(saved) => saved,
             Err(err) => return failed(format!("saving the backfill progress failed: {err}"), true),
-        }
-        if progress.state == "done" {
+        };
+        if saved.state == "done" {
             return Attempt {
-                response: Some(summary(&progress)),
+                response: Some(summary(&saved)),
                 ..Attempt::default()
             };
         }
     }
+}
+
+/// Adds one page's counts to the progress and moves to the next page. The state may have
+/// changed meanwhile (a pause, a new run), so this reads, applies and writes until the write
+/// goes through, keeping the new state. The first run to record a page counts it; a page
+/// another run already recorded is not counted again.
+async fn record_page(
+    store: &dyn crate::store::Store,
+    instance: &str,
+    page: usize,
+    last: bool,
+    counts: &Progress,
+) -> Result<Progress, StoreError> {
+    loop {
+        let Some((rev, mut progress)) = read(store, instance).await? else {
+            return Err(StoreError::Corrupt(
+                "the backfill progress disappeared".into(),
+            ));
+        };
+        if progress.next_page != page {
+            return Ok(progress);
+        }
+        progress.next_page += 1;
+        progress.read += counts.read;
+        progress.added += counts.added;
+        progress.existing += counts.existing;
+        progress.skipped += counts.skipped;
+        progress.errors += counts.errors;
+        progress
+            .error_samples
+            .extend(counts.error_samples.iter().cloned());
+        let excess = progress
+            .error_samples
+            .len()
+            .saturating_sub(MAX_ERROR_SAMPLES);
+        progress.error_samples.drain(..excess);
+        if last && progress.state == "running" {
+            progress.state = "done".into();
+        }
+        progress.updated_at = now();
+        match write(store, instance, Some(&rev), &progress).await {
+            Ok(_) => return Ok(progress),
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// Marks the backfill as failed with `message`, if this run still owns it, and returns the
+/// permanent failure for the log.
+async fn fail(
+    store: &dyn crate::store::Store,
+    instance: &str,
+    run_id: &str,
+    message: String,
+) -> Attempt {
+    for _ in 0..3 {
+        let Ok(Some((rev, mut progress))) = read(store, instance).await else {
+            break;
+        };
+        if progress.run_id != run_id {
+            break;
+        }
+        progress.state = "failed".into();
+        progress.last_error = Some(message.clone());
+        progress.updated_at = now();
+        match write(store, instance, Some(&rev), &progress).await {
+            Err(StoreError::Conflict { .. }) => continue,
+            _ => break,
+        }
+    }
+    failed(message, false)
 }
 
 fn skipped(reason: &str) -> Attempt {
@@ -381,10 +482,5 @@ async fn subscribe_page(
             .unwrap_or("rejected");
         progress.error_samples.push(format!("{email}: {reason}"));
     }
-    let excess = progress
-        .error_samples
-        .len()
-        .saturating_sub(MAX_ERROR_SAMPLES);
-    progress.error_samples.drain(..excess);
     Ok(())
 }

@@ -178,7 +178,8 @@ pub async fn check(config: &MailchimpConfig, http: &reqwest::Client) -> Vec<Chec
     let mut checks = Vec::new();
     let ping = fetch(config, http, "/ping")
         .await
-        .map(|_| "the API key works".to_string());
+        .map(|_| format!("{} accepts the API key", config.api_root()))
+        .map_err(|err| format!("{}: {err}", config.api_root()));
     let ping_ok = ping.is_ok();
     checks.push(finding("api_key", ping));
     if !ping_ok {
@@ -186,6 +187,7 @@ pub async fn check(config: &MailchimpConfig, http: &reqwest::Client) -> Vec<Chec
     }
 
     let audience = fetch(config, http, &format!("/lists/{}", config.list_id)).await;
+    let audience = audience.map_err(|err| format!("audience {:?}: {err}", config.list_id));
     let audience = audience.map(|list| {
         let name = list.get("name").and_then(Value::as_str).unwrap_or_default();
         format!("audience {:?} ({name}) exists", config.list_id)

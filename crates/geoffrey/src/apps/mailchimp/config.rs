@@ -139,6 +139,11 @@ impl MailchimpConfig {
                     "base_url",
                     format!("{url:?} is not an http or https URL"),
                 ));
+            } else if url.trim_end_matches('/').ends_with("/3.0") {
+                errors.push(FieldError::new(
+                    "base_url",
+                    format!("{url:?} ends in /3.0, which Geoffrey adds itself; leave it out"),
+                ));
             }
         }
         if self.list_id.trim().is_empty() {

@@ -207,18 +207,20 @@ pub async fn subscribe(context: &FeatureContext<'_>, config: &MailchimpConfig) -
     };
     let consent = has_consent(config, user);
 
-    if event.name == "user_updated" {
-        match &state {
-            Some((_, synced)) if synced.left.is_some() => {
-                return skipped("the user left and was removed");
-            }
-            Some((rev, synced)) if !synced.email.eq_ignore_ascii_case(email) => {
-                return change_email(context, config, user_id, rev, synced, email, user).await;
-            }
-            Some(_) => {}
-            None if config.consent.mode == ConsentMode::UserField && consent => {}
-            None => return skipped("the user was never synced; the subscription event adds them"),
+    match &state {
+        // A deleted user stays deleted, even when an older subscribe job runs late.
+        Some((_, synced)) if synced.left.is_some() => {
+            return skipped("the user left and was removed");
         }
+        // Any event with another address than the synced one moves the member, so that a
+        // refused move never turns into a second member.
+        Some((rev, synced)) if !synced.email.eq_ignore_ascii_case(email) => {
+            return change_email(context, config, user_id, rev, synced, email, user).await;
+        }
+        Some(_) => {}
+        None if event.name != "user_updated" => {}
+        None if config.consent.mode == ConsentMode::UserField && consent => {}
+        None => return update_unsynced(context, config, user_id, email, user).await,
     }
     if !consent {
         return skipped("the consent user field is not true");
@@ -277,6 +279,42 @@ pub async fn subscribe(context: &FeatureContext<'_>, config: &MailchimpConfig) -
     };
     let rev = state.as_ref().map(|(rev, _)| rev.as_str());
     if let Err(err) = save_state(context, user_id, rev, &synced).await {
+        return transient(format!("saving the app state failed: {err}"));
+    }
+    reply.into_attempt()
+}
+
+/// Updates the member of a user Geoffrey has no record of, such as one added by a backfill,
+/// if the address is in the audience; otherwise does nothing. `PATCH` never creates a member
+/// and leaves the status alone.
+async fn update_unsynced(
+    context: &FeatureContext<'_>,
+    config: &MailchimpConfig,
+    user_id: i64,
+    email: &str,
+    user: &Value,
+) -> Attempt {
+    let body = json!({ "merge_fields": merge_fields(config, user) });
+    let reply = send(
+        context,
+        config,
+        Method::PATCH,
+        &member_path(config, email),
+        Some(&body),
+    )
+    .await;
+    if reply.is_not_found() {
+        return skipped("the user is not in the audience; the subscription event adds them");
+    }
+    if !reply.is_success() {
+        return reply.into_attempt();
+    }
+    let synced = SyncedUser {
+        email: email.to_string(),
+        list_id: config.list_id.clone(),
+        left: None,
+    };
+    if let Err(err) = save_state(context, user_id, None, &synced).await {
         return transient(format!("saving the app state failed: {err}"));
     }
     reply.into_attempt()

@@ -82,6 +82,10 @@ impl App for Mailchimp {
         }
     }
 
+    fn secret_destinations(&self) -> &'static [(&'static str, &'static str)] {
+        &[("api_key", "base_url")]
+    }
+
     fn subscriptions(&self, section: &Value) -> Vec<Subscription> {
         let Ok(config) = MailchimpConfig::parse(section) else {
             return Vec::new();
