@@ -105,7 +105,8 @@ pub fn validate_name(name: &str) -> Result<(), InstanceError> {
     Ok(())
 }
 
-/// Parses and checks a whole `CONFIG` document. Returns every invalid field at once.
+/// Parses and checks a whole `CONFIG` document. Returns every invalid field at once, except
+/// that a value of the wrong type stops parsing and is reported alone.
 pub fn validate(document: &Value, apps: &AppRegistry) -> Result<InstanceConfig, InstanceError> {
     if !document.is_object() {
         return Err(InstanceError::Invalid(vec![FieldError::new(
