@@ -40,8 +40,18 @@ pub struct Cli {
     )]
     pub queue: Option<String>,
 
+    /// Log format on stderr: text, or json with one object per line.
+    #[arg(long, global = true, env = "GEOFFREY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 impl Cli {

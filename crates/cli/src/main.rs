@@ -37,10 +37,14 @@ fn init_tracing(cli: &args::Cli) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("GEOFFREY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        args::LogFormat::Json => builder.json().with_current_span(true).init(),
+        args::LogFormat::Text => {
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            builder.with_ansi(ansi).init();
+        }
+    }
 }

@@ -210,7 +210,7 @@ impl Settings {
         let env = Env::prefixed("GEOFFREY_")
             .split("__")
             // These variables belong to the command line, not to the settings.
-            .ignore(&["config", "log", "webhook_secret"]);
+            .ignore(&["config", "log", "log_format", "webhook_secret"]);
         let settings: Settings = figment
             .merge(env)
             .extract()

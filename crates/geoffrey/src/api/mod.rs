@@ -6,6 +6,7 @@
 //!   where the path names the event (`/api/posts/new` is `post_created`) when Discourse's
 //!   headers are absent.
 //! - `GET /healthz`: the process is up.
+//! - `GET /readyz`: the store and the queue respond; 503 names the one that does not.
 
 mod error;
 mod intake;
@@ -33,8 +34,32 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/hooks/discourse/{instance}", post(discourse_hook))
         .route("/api/{resource}/{action}", post(original_hook))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readiness))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(services)
+}
+
+/// Checks that the store and the queue respond. The body names what failed, and the log has
+/// the cause, which may name internal hosts.
+async fn readiness(
+    State(services): State<Arc<Services>>,
+) -> (axum::http::StatusCode, Json<serde_json::Value>) {
+    let store = services.store.ping().await;
+    let queue = services.queue.stats(None).await;
+    if let Err(err) = &store {
+        tracing::warn!(error = %err, "readiness check: the store does not respond");
+    }
+    if let Err(err) = &queue {
+        tracing::warn!(error = %err, "readiness check: the queue does not respond");
+    }
+    let state = |ok: bool| if ok { "ok" } else { "unavailable" };
+    let body = serde_json::json!({ "store": state(store.is_ok()), "queue": state(queue.is_ok()) });
+    let status = if store.is_ok() && queue.is_ok() {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
 }
 
 /// Names a request by method and path only: the query of the original route carries a

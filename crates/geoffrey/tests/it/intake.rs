@@ -469,3 +469,24 @@ testkit::in_both_modes!(
     original_route_maps_path_to_event,
     original_route_rejects_bad_keys_and_paths,
 );
+
+async fn readiness_reports_backends(mode: Mode) {
+    let mut geoffrey = server(mode).await;
+    let url = format!("{}/readyz", geoffrey.base_url);
+    let response = geoffrey.http.get(&url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body, json!({ "store": "ok", "queue": "ok" }));
+
+    if let Some(redis) = geoffrey.redis.as_mut() {
+        redis.kill();
+        let body = testkit::eventually(Duration::from_secs(20), "a 503 from /readyz", || async {
+            let response = geoffrey.http.get(&url).send().await.ok()?;
+            (response.status() == 503).then_some(response.json::<serde_json::Value>().await.ok()?)
+        })
+        .await;
+        assert_eq!(body, json!({ "store": "ok", "queue": "unavailable" }));
+    }
+}
+
+testkit::in_both_modes!(readiness_reports_backends);
