@@ -428,7 +428,7 @@ async fn logs_follow_prints_new_entries() {
 async fn json_logs_are_one_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut child = Command::new(GEOFFREY)
+    let child = Command::new(GEOFFREY)
         .args([
             "--log-format",
             "json",
