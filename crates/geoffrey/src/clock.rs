@@ -26,7 +26,7 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that only moves when told to; for tests.
+/// A clock that moves only when a test advances it.
 #[derive(Debug, Clone)]
 pub struct ManualClock(Arc<AtomicI64>);
 

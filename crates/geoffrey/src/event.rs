@@ -1,4 +1,4 @@
-//! Discourse events as Geoffrey sees them: the event name, its payload type and the payload.
+//! Discourse events as Geoffrey models them: the event name, its payload type and the payload.
 //!
 //! Discourse sends the event name in `X-Discourse-Event` (`user_created`) and the payload type in
 //! `X-Discourse-Event-Type` (`user`); the body is `{"<type>": <payload>}`. Neither header is

@@ -136,7 +136,7 @@ fn now_ms() -> i64 {
 #[async_trait]
 impl ConcurrencyLimiter for RedisLimiter {
     async fn acquire(&self, key: &str, limit: usize) -> Result<Permit, LimitError> {
-        // Keys such as API keys are secrets, so Redis only sees their hash.
+        // Keys such as API keys are secrets, so Redis only stores their hash.
         let redis_key = format!(
             "{}:limit:{}",
             self.prefix,

@@ -1,5 +1,5 @@
 //! A local fake of the parts of Discourse's API that Geoffrey reads: the admin user list,
-//! with Discourse's `Api-Key` and `Api-Username` authentication and its 429 answers with a
+//! with Discourse's `Api-Key` and `Api-Username` authentication and its 429 responses with a
 //! wait time.
 
 use axum::Json;
@@ -18,7 +18,7 @@ pub const PAGE_SIZE: usize = 100;
 struct Shared {
     users: Vec<Value>,
     api_key: String,
-    /// Requests still to answer with 429.
+    /// Number of coming requests that get 429.
     rate_limited: usize,
     /// Pages requested, in order.
     pages: Vec<usize>,
@@ -53,7 +53,7 @@ impl FakeDiscourse {
         Self { url, shared }
     }
 
-    /// Answers the next `count` requests with 429 and a one-second wait.
+    /// Rejects the next `count` requests with 429 and a one-second wait.
     pub fn rate_limit(&self, count: usize) {
         self.shared.lock().unwrap().rate_limited = count;
     }

@@ -56,17 +56,17 @@ impl Receiver {
         Self { url, shared }
     }
 
-    /// Answers the next requests with these replies, in order.
+    /// Replies to the next requests with these responses, in order.
     pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
         self.shared.lock().unwrap().script.extend(replies);
     }
 
-    /// Answers every request after the script with this reply.
+    /// Replies to every request after the script with this response.
     pub fn always(&self, reply: Reply) {
         self.shared.lock().unwrap().default = Some(reply);
     }
 
-    /// Returns the JSON bodies received so far, including those answered with an error.
+    /// Returns the JSON bodies received so far, including those that got an error status.
     pub fn received(&self) -> Vec<serde_json::Value> {
         self.shared.lock().unwrap().received.clone()
     }

@@ -1,6 +1,6 @@
 //! Errors of the HTTP API and the one place they become responses.
 //!
-//! 4xx bodies say what was wrong and how to fix it. 503 bodies say only that the request can
+//! 4xx bodies explain what was wrong and how to fix it. 503 bodies state only that the request can
 //! be retried; the cause goes to the log.
 
 use axum::Json;

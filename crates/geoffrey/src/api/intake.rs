@@ -3,7 +3,7 @@
 //! The steps run in an order that keeps bad input from changing anything. The intake finds the
 //! instance, authenticates the raw bytes, parses them, checks the event headers against the
 //! body and routes the event. Only then does it record the delivery and its jobs in one queue
-//! transaction. The caller answers
+//! transaction. The caller responds
 //! 2xx only if that transaction committed.
 
 use super::error::ApiError;

@@ -2,7 +2,7 @@
 //!
 //! Payloads carry these attributes in different places: `post.category_id`,
 //! `topic.category_id`, `like.post.category_id`, `topic.tags`, `group_user.group_id`. An event
-//! that lacks an attribute a filter asks for does not pass that filter.
+//! that lacks an attribute a filter requires does not pass that filter.
 
 use crate::event::Event;
 use serde::{Deserialize, Serialize};

@@ -1,6 +1,6 @@
 //! Apps: what Geoffrey does with an event.
 //!
-//! An app declares the schema of its section in `CONFIG`, validates it, says which events its
+//! An app declares the schema of its section in `CONFIG`, validates it, declares which events its
 //! features subscribe to, and runs one feature for one job. The intake routes events to apps
 //! and the worker runs them only through the [`App`] trait, so adding an app means adding a
 //! module here and a line in [`AppRegistry::builtin`], and nothing in the server or worker.
@@ -22,7 +22,7 @@ use serde::Serialize;
 use serde_json::Value;
 use std::sync::Arc;
 
-/// One invalid field of a configuration, with a message that says how to fix it.
+/// One invalid field of a configuration, with a message that explains how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
     /// Dotted path of the field, such as `apps.relay.rules[0].url`.
@@ -106,7 +106,7 @@ impl AttemptError {
     }
 }
 
-/// What one run of a feature did, for the log entry.
+/// Result of one run of a feature, for the log entry.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Attempt {
     /// HTTP status of the third party's response, when there was one.
@@ -122,7 +122,7 @@ pub struct Attempt {
 /// One finding of [`App::check`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
-    /// What was checked, such as `audience`.
+    /// Name of the check, such as `audience`.
     pub name: String,
     pub ok: bool,
     pub message: String,
@@ -162,7 +162,7 @@ pub trait App: Send + Sync + 'static {
     }
 }
 
-/// The apps this build knows, by name.
+/// The apps of this build, by name.
 #[derive(Clone)]
 pub struct AppRegistry {
     apps: Vec<Arc<dyn App>>,

@@ -109,7 +109,7 @@ pub struct LogPage {
 
 impl LogPage {
     /// Builds a page from up to `limit + 1` entries in query order. An entry beyond `limit`
-    /// shows that an older page exists, and the last entry shown becomes its cursor; pages
+    /// shows that an older page exists, and the last entry shown becomes its cursor. Pages
     /// read oldest first (following new entries) have no such cursor.
     pub fn cut(mut entries: Vec<LogEntry>, limit: usize, ascending: bool) -> Self {
         let more = entries.len() > limit;

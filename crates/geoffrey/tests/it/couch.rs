@@ -107,7 +107,7 @@ async fn server_without_credentials_serves_the_original_route() {
         .create_member("forum-hooks", "member-password", "forum")
         .await;
 
-    // A second API server that holds no CouchDB credentials of its own.
+    // A second API server that has no CouchDB credentials of its own.
     let mut settings = testkit::geoffrey::test_settings(operator.dir.path());
     settings.store.url = Some(geoffrey::secret::Secret::new(couch.url()));
     settings.queue.url = operator.services.settings.queue.url.clone();
@@ -132,7 +132,7 @@ async fn server_without_credentials_serves_the_original_route() {
     assert_eq!(accepted.status(), 200, "{}", accepted.text().await.unwrap());
     let wrong = post("forum-hooks:guess@forum").await.unwrap();
     assert_eq!(wrong.status(), 401);
-    // Without credentials the signed route cannot read CONFIG, and says so with 503.
+    // Without credentials the signed route cannot read CONFIG and responds 503.
     let delivery = testkit::fixtures::signed("ping");
     let mut request = client
         .post(format!("{base}/hooks/discourse/forum"))

@@ -492,8 +492,8 @@ async fn burst_stays_under_the_connection_limit(mode: Mode) {
     assert!(fake.requests().iter().all(|request| request.status != 429));
 }
 
-/// A backfill of 10,000 users, paused and resumed and interrupted by a dropped connection,
-/// adds every eligible user once and leaves existing members as they were.
+/// Checks that a backfill of 10,000 users, paused and resumed and interrupted by a dropped
+/// connection, adds every eligible user once and leaves existing members as they were.
 async fn backfill_resumes_without_duplicates(mode: Mode) {
     let users: Vec<Value> = (1..=10_000)
         .map(|id| {
@@ -647,7 +647,7 @@ async fn backfill_resumes_without_duplicates(mode: Mode) {
     );
 }
 
-/// A subscribe job that is still retrying when the user is deleted does not add them later.
+/// Checks that a subscribe job still retrying when the user is deleted does not add them.
 async fn late_subscribe_after_leaving_is_skipped(mode: Mode) {
     let clock = geoffrey::clock::ManualClock::starting_at(1_800_000_000_000);
     let fake = FakeMailchimp::start(FakeConfig::default()).await;

@@ -46,7 +46,7 @@ pub struct Progress {
     /// earlier run (a replayed failed job, a job still queued when the backfill was resumed)
     /// stops at once.
     pub run_id: String,
-    /// Why the backfill failed, for state `failed`.
+    /// Reason of the failure, for state `failed`.
     #[serde(default)]
     pub last_error: Option<String>,
     /// Next page of Discourse's user list to read (1-based).
@@ -151,8 +151,8 @@ pub async fn pause(services: &Services, instance: &str) -> Result<Progress, Back
 }
 
 /// Continues a paused or failed backfill where it stopped. On a running backfill it starts a
-/// new run from where that one is, for a backfill whose job failed for good; the job of the
-/// old run stops when it sees the new one.
+/// new run from where that one is, for a backfill whose job failed for good. The job of the
+/// old run stops when it finds the new one.
 pub async fn resume(services: &Services, instance: &str) -> Result<Progress, BackfillError> {
     let progress = set_state(services, instance, "running").await?;
     enqueue(services, instance, &progress.run_id).await?;

@@ -47,7 +47,7 @@ pub struct MailchimpConfig {
     pub max_connections: usize,
 }
 
-/// Who may be added to the audience.
+/// Consent rule: which users may be added to the audience.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Consent {
@@ -60,7 +60,7 @@ pub struct Consent {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConsentMode {
-    /// New members start `pending` and Mailchimp asks them to confirm.
+    /// New members start `pending` and Mailchimp emails them to confirm.
     #[default]
     DoubleOptIn,
     /// Only users whose consent user field is true; they start `subscribed`.
@@ -69,7 +69,7 @@ pub enum ConsentMode {
     Everyone,
 }
 
-/// What happens in Mailchimp when a Discourse user is deleted.
+/// Action in Mailchimp when a Discourse user is deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnLeave {

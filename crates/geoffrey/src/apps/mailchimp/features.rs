@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-/// What the app stored about one Discourse user.
+/// Record the app keeps about one Discourse user.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct SyncedUser {
     email: String,
@@ -55,7 +55,7 @@ fn tombstone_id(email: &str) -> String {
 }
 
 /// Adds to a "Forgotten Email Not Subscribed" failure when and why Geoffrey deleted the
-/// address, if it did, because Mailchimp's message does not say.
+/// address, if it did, because Mailchimp's message omits it.
 async fn explain_forgotten(
     context: &FeatureContext<'_>,
     email: &str,
@@ -285,8 +285,8 @@ pub async fn subscribe(context: &FeatureContext<'_>, config: &MailchimpConfig) -
 }
 
 /// Updates the member of a user Geoffrey has no record of, such as one added by a backfill,
-/// if the address is in the audience; otherwise does nothing. `PATCH` never creates a member
-/// and leaves the status alone.
+/// if the address is in the audience, and otherwise does nothing. `PATCH` never creates a
+/// member and leaves the status alone.
 async fn update_unsynced(
     context: &FeatureContext<'_>,
     config: &MailchimpConfig,

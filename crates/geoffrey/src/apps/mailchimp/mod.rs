@@ -3,7 +3,7 @@
 //! Features:
 //! - `subscribe`: on the trigger event (a confirmed email by default) and on `user_updated`,
 //!   upserts the member with `PUT` and `status_if_new`, never `status`, so an existing
-//!   member's choice stands. A changed address moves the member (`PATCH` to the old hash).
+//!   member's choice is kept. A changed address moves the member (`PATCH` to the old hash).
 //! - `group_tags`: on `user_added_to_group` and `user_removed_from_group`, sets the tag that
 //!   `group_tags` maps the group to.
 //! - `leave`: on `user_destroyed`, archives or permanently deletes the member.
