@@ -1,7 +1,6 @@
 //! The load generator: a fixed number of concurrent request loops over keep-alive
 //! connections, each sending unique signed deliveries.
 
-use crate::targets::Target;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -71,7 +70,7 @@ pub fn body(n: u64) -> Vec<u8> {
 }
 
 /// Sends deliveries for the warm-up plus `duration`; returns what the measured part saw.
-pub async fn drive(target: &Target, connections: usize, duration: Duration) -> Report {
+pub async fn drive(url: &str, secret: &str, connections: usize, duration: Duration) -> Report {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(connections)
         .build();
@@ -90,7 +89,7 @@ pub async fn drive(target: &Target, connections: usize, duration: Duration) -> R
     let mut loops = tokio::task::JoinSet::new();
     for _ in 0..connections {
         let (client, counter) = (client.clone(), counter.clone());
-        let (url, secret) = (target.url.clone(), target.secret.clone());
+        let (url, secret) = (url.to_string(), secret.to_string());
         loops.spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0;

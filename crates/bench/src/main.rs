@@ -39,6 +39,14 @@ struct Args {
     /// The geoffrey binary to measure; defaults to the one next to this binary.
     #[arg(long)]
     geoffrey: Option<PathBuf>,
+    /// Sends the load to a running Geoffrey's hook URL instead of starting targets, such as
+    /// http://127.0.0.1:8080/hooks/discourse/forum; the instance must have a relay rule for
+    /// topic_created to make jobs.
+    #[arg(long, requires = "secret")]
+    url: Option<String>,
+    /// The webhook secret of the instance behind --url.
+    #[arg(long)]
+    secret: Option<String>,
     /// Serves the bare endpoint on this address instead of benchmarking; used internally.
     #[arg(long, hide = true)]
     serve_bare: Option<std::net::SocketAddr>,
@@ -54,6 +62,18 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    if let (Some(url), Some(secret)) = (&args.url, &args.secret) {
+        let report =
+            load::drive(url, secret, args.connections, Duration::from(args.duration)).await;
+        println!(
+            "{url}: {:.0} accepted/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
+            report.per_second(),
+            report.percentile_ms(50.0),
+            report.percentile_ms(99.0),
+            report.errors
+        );
+        return Ok(());
+    }
     let geoffrey = match args.geoffrey {
         Some(path) => path,
         None => std::env::current_exe()?.with_file_name("geoffrey"),
@@ -73,7 +93,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for round in 1..=args.rounds.max(1) {
         for (kind, rounds) in &mut results {
             let target = targets::start(*kind, &geoffrey).await?;
-            let report = load::drive(&target, args.connections, duration).await;
+            let report = load::drive(&target.url, &target.secret, args.connections, duration).await;
             let peak_rss_kib = target.peak_rss_kib();
             target.stop();
             eprintln!(
