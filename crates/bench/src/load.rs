@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 const WARM_UP: Duration = Duration::from_secs(1);
 
 pub struct Report {
+    /// Requests sent, warm-up included.
+    sent: u64,
     /// Latency of every accepted delivery in the measured period, in microseconds.
     latencies_us: Vec<u64>,
     pub errors: u64,
@@ -15,6 +17,10 @@ pub struct Report {
 }
 
 impl Report {
+    pub fn sent(&self) -> u64 {
+        self.sent.max(1)
+    }
+
     pub fn per_second(&self) -> f64 {
         self.latencies_us.len() as f64 / self.elapsed.as_secs_f64()
     }
@@ -76,6 +82,7 @@ pub async fn drive(url: &str, secret: &str, connections: usize, duration: Durati
         .build();
     let Ok(client) = client else {
         return Report {
+            sent: 0,
             latencies_us: Vec::new(),
             errors: 1,
             elapsed: duration,
@@ -126,6 +133,7 @@ pub async fn drive(url: &str, secret: &str, connections: usize, duration: Durati
     }
 
     let mut report = Report {
+        sent: 0,
         latencies_us: Vec::new(),
         errors: 0,
         elapsed: duration,
@@ -136,6 +144,7 @@ pub async fn drive(url: &str, secret: &str, connections: usize, duration: Durati
             report.errors += errors;
         }
     }
+    report.sent = counter.load(Ordering::Relaxed);
     report.latencies_us.sort_unstable();
     report
 }

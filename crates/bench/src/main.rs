@@ -14,6 +14,8 @@ mod targets;
 struct Round {
     report: load::Report,
     peak_rss_kib: Option<u64>,
+    /// Server CPU time per request sent, in microseconds.
+    cpu_per_request_us: Option<f64>,
 }
 
 use clap::Parser;
@@ -93,7 +95,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for round in 1..=args.rounds.max(1) {
         for (kind, rounds) in &mut results {
             let target = targets::start(*kind, &geoffrey).await?;
+            let cpu_before = target.cpu_time();
             let report = load::drive(&target.url, &target.secret, args.connections, duration).await;
+            // CPU per request over the whole run, warm-up included.
+            let cpu = target
+                .cpu_time()
+                .zip(cpu_before)
+                .map(|(after, before)| after - before);
+            let cpu_per_request_us = cpu.map(|cpu| cpu.as_secs_f64() * 1e6 / report.sent() as f64);
             let peak_rss_kib = target.peak_rss_kib();
             target.stop();
             eprintln!(
@@ -104,13 +113,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
             rounds.push(Round {
                 report,
                 peak_rss_kib,
+                cpu_per_request_us,
             });
         }
     }
 
     println!(
-        "{:<10} {:>12} {:>8} {:>10} {:>10} {:>10} {:>12} {:>8}",
-        "target", "accepted/s", "of bare", "p50 ms", "p99 ms", "max ms", "peak RSS MiB", "errors"
+        "{:<10} {:>12} {:>8} {:>10} {:>10} {:>10} {:>12} {:>8} {:>11}",
+        "target",
+        "accepted/s",
+        "of bare",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "peak RSS MiB",
+        "errors",
+        "CPU us/req"
     );
     let mut bare_rate = None;
     for (kind, mut rounds) in results {
@@ -123,7 +141,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let share = bare_rate.map(|bare| format!("{:.0}%", 100.0 * rate / bare));
         let peak = rounds.iter().filter_map(|round| round.peak_rss_kib).max();
         println!(
-            "{:<10} {:>12.0} {:>8} {:>10.2} {:>10.2} {:>10.2} {:>12} {:>8}",
+            "{:<10} {:>12.0} {:>8} {:>10.2} {:>10.2} {:>10.2} {:>12} {:>8} {:>11}",
             kind.as_str(),
             rate,
             share.unwrap_or_else(|| "n/a".into()),
@@ -133,6 +151,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             peak.map(|kib| format!("{:.1}", kib as f64 / 1024.0))
                 .unwrap_or_else(|| "n/a".into()),
             median.report.errors,
+            median
+                .cpu_per_request_us
+                .map_or_else(|| "n/a".to_string(), |us| format!("{us:.0}")),
         );
     }
     Ok(())
