@@ -765,7 +765,76 @@ async fn backfill_resumed_while_running_counts_once(mode: Mode) {
     );
 }
 
+/// Checks that a live event of one instance is handled while another instance runs a
+/// backfill on the same API key.
+async fn backfill_does_not_starve_live_events(mode: Mode) {
+    let users: Vec<Value> = (1..=3_000)
+        .map(|id| json!({ "id": id, "username": format!("u{id}"), "email": format!("u{id}@forum-mail.test"), "active": true }))
+        .collect();
+    let discourse = testkit::discourse::FakeDiscourse::start(users, "discourse-api-key").await;
+    let fake = FakeMailchimp::start(FakeConfig {
+        response_delay: Duration::from_millis(150),
+        ..FakeConfig::default()
+    })
+    .await;
+    fake.allow_address(ADA);
+    let geoffrey = TestGeoffrey::start(mode).await;
+    let section = json!({
+        "api_key": fake.api_key(), "base_url": fake.base_url(), "list_id": LIST,
+        "consent": { "mode": "everyone" },
+    });
+    geoffrey
+        .create_instance("big", json!({ "mailchimp": section }))
+        .await;
+    geoffrey
+        .create_instance("forum", json!({ "mailchimp": section }))
+        .await;
+    let store = geoffrey.services.store.as_ref();
+    let current = geoffrey::instance::load(store, "big").await.unwrap();
+    let mut document = serde_json::to_value(&current.config).unwrap();
+    document["discourse_url"] = json!(discourse.url);
+    document["discourse_api_key"] = json!("discourse-api-key");
+    geoffrey::instance::save(
+        store,
+        &geoffrey.services.apps,
+        "big",
+        &current.rev,
+        document,
+    )
+    .await
+    .unwrap();
+
+    use geoffrey::apps::mailchimp::backfill;
+    backfill::start(&geoffrey.services, "big").await.unwrap();
+    testkit::eventually(Duration::from_secs(10), "the backfill to start", || async {
+        let progress = backfill::progress(&geoffrey.services, "big")
+            .await
+            .unwrap()?;
+        (progress.read > 0).then_some(())
+    })
+    .await;
+
+    let started = std::time::Instant::now();
+    let logs = send_and_wait(&geoffrey, &user_event("user_confirmed_email", json!({})), 1).await;
+    assert_eq!(logs[0].outcome, Outcome::Succeeded);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the live event waited {:?}",
+        started.elapsed()
+    );
+    let progress = backfill::progress(&geoffrey.services, "big")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        progress.state, "running",
+        "the backfill was still running meanwhile"
+    );
+    assert_eq!(fake.member(LIST, ADA).expect("member").status, "subscribed");
+}
+
 testkit::in_both_modes!(
+    backfill_does_not_starve_live_events,
     late_subscribe_after_leaving_is_skipped,
     backfill_resumed_while_running_counts_once,
     backfill_resumes_without_duplicates,
