@@ -103,7 +103,12 @@ async fn client_error_fails_permanently_without_retry(mode: Mode) {
     let logs = geoffrey.wait_for_logs("forum", 1).await;
     assert_eq!(outcomes(&logs), [(1, Outcome::FailedPermanently)]);
     assert_eq!(logs[0].status, Some(404));
-    let stats = geoffrey.services.queue.stats(Some("forum")).await.unwrap();
+    // The log entry is written just before the job is dead-lettered.
+    let stats = testkit::eventually(Duration::from_secs(5), "a failed job", || async {
+        let stats = geoffrey.services.queue.stats(Some("forum")).await.unwrap();
+        (stats.failed == 1).then_some(stats)
+    })
+    .await;
     assert_eq!(
         (stats.ready, stats.delayed, stats.leased, stats.failed),
         (0, 0, 0, 1)
@@ -135,7 +140,12 @@ async fn exhausted_retries_become_a_replayable_failed_job(mode: Mode) {
         ]
     );
     let queue = &geoffrey.services.queue;
-    let failed = queue.failed_jobs("forum", 10).await.unwrap();
+    // The log entry is written just before the job is dead-lettered.
+    let failed = testkit::eventually(Duration::from_secs(5), "a failed job", || async {
+        let failed = queue.failed_jobs("forum", 10).await.unwrap();
+        (!failed.is_empty()).then_some(failed)
+    })
+    .await;
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].job.attempt, 3);
 
