@@ -23,6 +23,19 @@ pub enum ApiError {
     Unavailable(String),
 }
 
+impl ApiError {
+    /// Returns a short name of the kind of error, for counting.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ApiError::NotFound(_) => "not found",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::BadRequest(_) => "bad request",
+            ApiError::PayloadTooLarge { .. } => "payload too large",
+            ApiError::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {

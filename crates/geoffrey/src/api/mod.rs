@@ -10,6 +10,7 @@
 
 mod error;
 mod intake;
+mod rejections;
 pub mod signature;
 
 pub use error::ApiError;
@@ -103,7 +104,7 @@ async fn discourse_hook(
             credentials: Credentials::Signature,
             route_event: None,
         };
-        respond(intake::accept(&services, incoming).await)
+        respond(instance.as_ref(), intake::accept(&services, incoming).await)
     }
     .instrument(span)
     .await
@@ -152,7 +153,7 @@ async fn original_hook(
             credentials: Credentials::Key { user, password },
             route_event: Some(route_event.clone()),
         };
-        respond(intake::accept(&services, incoming).await)
+        respond(instance.as_ref(), intake::accept(&services, incoming).await)
     }
     .instrument(span)
     .await
@@ -166,7 +167,9 @@ fn parse_key(key: &str) -> Option<(&str, &str, &str)> {
     Some((user, password, instance))
 }
 
-fn respond(result: Result<Receipt, ApiError>) -> Result<Json<Receipt>, ApiError> {
+fn respond(instance: &str, result: Result<Receipt, ApiError>) -> Result<Json<Receipt>, ApiError> {
+    static REJECTIONS: std::sync::LazyLock<rejections::RejectionLog> =
+        std::sync::LazyLock::new(rejections::RejectionLog::default);
     match &result {
         Ok(receipt) => tracing::debug!(
             status = receipt.status,
@@ -174,9 +177,12 @@ fn respond(result: Result<Receipt, ApiError>) -> Result<Json<Receipt>, ApiError>
             "delivery handled"
         ),
         Err(ApiError::Unavailable(_)) => {}
-        // Rejections are not logged above debug: anyone can send them, and the sender gets
-        // the reason in the response.
-        Err(err) => tracing::debug!(error = %err, "delivery rejected"),
+        Err(err) => {
+            tracing::debug!(error = %err, "delivery rejected");
+            if let Some(count) = REJECTIONS.record(instance, err.kind()) {
+                tracing::warn!(error = %err, rejections = count, "deliveries rejected; check the webhook in Discourse");
+            }
+        }
     }
     result.map(Json)
 }
