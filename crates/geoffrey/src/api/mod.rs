@@ -104,7 +104,7 @@ async fn discourse_hook(
             credentials: Credentials::Signature,
             route_event: None,
         };
-        respond(instance.as_ref(), intake::accept(&services, incoming).await)
+        respond(&instance, intake::accept(&services, incoming).await)
     }
     .instrument(span)
     .await
@@ -153,7 +153,7 @@ async fn original_hook(
             credentials: Credentials::Key { user, password },
             route_event: Some(route_event.clone()),
         };
-        respond(instance.as_ref(), intake::accept(&services, incoming).await)
+        respond(instance, intake::accept(&services, incoming).await)
     }
     .instrument(span)
     .await

@@ -15,10 +15,13 @@ const INTERVAL: Duration = Duration::from_secs(60);
 /// so requests for random instance names cannot grow memory without bound.
 const MAX_KEYS: usize = 10_000;
 
+/// Per (instance, kind of rejection): when the last warning was logged and how many
+/// rejections came since.
+type Seen = HashMap<(String, &'static str), (Instant, u64)>;
+
 #[derive(Default)]
 pub struct RejectionLog {
-    /// Per (instance, kind): when the last warning was logged and how many came since.
-    seen: Mutex<HashMap<(String, &'static str), (Instant, u64)>>,
+    seen: Mutex<Seen>,
 }
 
 impl RejectionLog {
