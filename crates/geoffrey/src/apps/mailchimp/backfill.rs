@@ -12,8 +12,8 @@
 //! The job sends one request at a time, so it holds at most one of the API key's connection
 //! slots and live events of other instances keep the rest.
 //!
-//! NOTE: the backfill writes no per-user app state, so group tags of a backfilled user apply
-//! only after a later subscribe event for that user has recorded their address.
+//! NOTE: the backfill writes no per-user app state. A backfilled user is recorded at their
+//! next `user_updated`, so their group tags and email changes apply only from then on.
 
 use super::client::{Failure, send};
 use super::config::{ConsentMode, MailchimpConfig};
