@@ -490,3 +490,34 @@ async fn readiness_reports_backends(mode: Mode) {
 }
 
 testkit::in_both_modes!(readiness_reports_backends);
+
+#[tokio::test]
+async fn non_ascii_event_header_is_rejected() {
+    let geoffrey = server(Mode::Embedded).await;
+    let delivery = fixtures::signed("topic_created");
+    let mut request = geoffrey
+        .http
+        .post(format!("{}/hooks/discourse/forum", geoffrey.base_url))
+        .body(delivery.body.clone());
+    for (name, value) in &delivery.headers {
+        if !name.eq_ignore_ascii_case("X-Discourse-Event") {
+            request = request.header(name, value);
+        }
+    }
+    let value = reqwest::header::HeaderValue::from_bytes(b"topic_cr\xe9ated").unwrap();
+    let response = request
+        .header("X-Discourse-Event", value)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("X-Discourse-Event"),
+        "{body}"
+    );
+    assert_eq!(ready_jobs(&geoffrey).await, 0);
+}
