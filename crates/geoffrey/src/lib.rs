@@ -18,6 +18,7 @@ pub mod discourse;
 pub mod event;
 pub mod instance;
 pub mod limit;
+pub mod metrics;
 pub mod queue;
 pub mod run;
 pub mod secret;

@@ -126,6 +126,7 @@ pub async fn open_services(
         configs,
         apps: AppRegistry::builtin(),
         limiter,
+        metrics: Arc::default(),
         clock,
     }))
 }

@@ -5,6 +5,7 @@ use crate::cache::ConfigCache;
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::limit::ConcurrencyLimiter;
+use crate::metrics::Metrics;
 use crate::queue::Queue;
 use crate::store::Store;
 use std::sync::Arc;
@@ -17,5 +18,6 @@ pub struct Services {
     pub apps: AppRegistry,
     /// Limits on requests in flight to third parties, shared by every worker.
     pub limiter: Arc<dyn ConcurrencyLimiter>,
+    pub metrics: Arc<Metrics>,
     pub clock: SharedClock,
 }

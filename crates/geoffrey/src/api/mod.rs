@@ -7,6 +7,7 @@
 //!   headers are absent.
 //! - `GET /healthz`: the process is up.
 //! - `GET /readyz`: the store and the queue respond; 503 names the one that does not.
+//! - `GET /metrics`: Prometheus metrics in the OpenMetrics text format.
 
 mod error;
 mod intake;
@@ -36,6 +37,7 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/api/{resource}/{action}", post(original_hook))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readiness))
+        .route("/metrics", get(metrics))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(services)
 }
@@ -61,6 +63,15 @@ async fn readiness(
         axum::http::StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body))
+}
+
+async fn metrics(State(services): State<Arc<Services>>) -> impl axum::response::IntoResponse {
+    let text = services
+        .metrics
+        .render(services.store.as_ref(), services.queue.as_ref())
+        .await;
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(axum::http::header::CONTENT_TYPE, content_type)], text)
 }
 
 /// Names a request by method and path only: the query of the original route carries a
@@ -104,7 +115,11 @@ async fn discourse_hook(
             credentials: Credentials::Signature,
             route_event: None,
         };
-        respond(&instance, intake::accept(&services, incoming).await)
+        respond(
+            &services,
+            &instance,
+            intake::accept(&services, incoming).await,
+        )
     }
     .instrument(span)
     .await
@@ -153,7 +168,11 @@ async fn original_hook(
             credentials: Credentials::Key { user, password },
             route_event: Some(route_event.clone()),
         };
-        respond(instance, intake::accept(&services, incoming).await)
+        respond(
+            &services,
+            instance,
+            intake::accept(&services, incoming).await,
+        )
     }
     .instrument(span)
     .await
@@ -167,17 +186,25 @@ fn parse_key(key: &str) -> Option<(&str, &str, &str)> {
     Some((user, password, instance))
 }
 
-fn respond(instance: &str, result: Result<Receipt, ApiError>) -> Result<Json<Receipt>, ApiError> {
+fn respond(
+    services: &Services,
+    instance: &str,
+    result: Result<Receipt, ApiError>,
+) -> Result<Json<Receipt>, ApiError> {
     static REJECTIONS: std::sync::LazyLock<rejections::RejectionLog> =
         std::sync::LazyLock::new(rejections::RejectionLog::default);
     match &result {
-        Ok(receipt) => tracing::debug!(
-            status = receipt.status,
-            jobs = receipt.jobs,
-            "delivery handled"
-        ),
-        Err(ApiError::Unavailable(_)) => {}
+        Ok(receipt) => {
+            services.metrics.delivery(receipt.status, "");
+            tracing::debug!(
+                status = receipt.status,
+                jobs = receipt.jobs,
+                "delivery handled"
+            );
+        }
+        Err(ApiError::Unavailable(_)) => services.metrics.delivery("unavailable", ""),
         Err(err) => {
+            services.metrics.delivery("rejected", err.kind());
             tracing::debug!(error = %err, "delivery rejected");
             if let Some(count) = REJECTIONS.record(instance, err.kind()) {
                 tracing::warn!(error = %err, rejections = count, "deliveries rejected; check the webhook in Discourse");

@@ -256,6 +256,14 @@ impl Worker {
             .as_ref()
             .map(|error| error.message().to_string());
         self.record_app_health(job, attempt.error.as_ref()).await;
+        let metrics = &self.services.metrics;
+        metrics.attempt(
+            &job.spec.app,
+            &job.spec.feature,
+            outcome.as_str(),
+            duration,
+            attempt.status,
+        );
         let entry = LogEntry {
             id: uuid::Uuid::now_v7().to_string(),
             at: self.services.clock.now(),

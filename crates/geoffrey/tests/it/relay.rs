@@ -419,3 +419,56 @@ async fn store_outage_posts_each_message_once() {
         "each delivery posted once"
     );
 }
+
+async fn metrics_count_deliveries_and_attempts(mode: Mode) {
+    let receiver = Receiver::start().await;
+    let geoffrey = relay_to(mode, &receiver).await;
+    let delivery = fixtures::signed("topic_created");
+    geoffrey.send("forum", &delivery).await;
+    geoffrey.send("forum", &delivery).await;
+    let mut forged = fixtures::signed("post_created");
+    forged.body[10] ^= 1;
+    let (status, _) = geoffrey.send("forum", &forged).await;
+    assert_eq!(status, 401);
+    geoffrey.wait_for_logs("forum", 1).await;
+    testkit::eventually(Duration::from_secs(5), "an empty queue", || async {
+        let stats = geoffrey.services.queue.stats(None).await.unwrap();
+        (stats == Default::default()).then_some(())
+    })
+    .await;
+
+    let response = geoffrey
+        .http
+        .get(format!("{}/metrics", geoffrey.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    let text = response.text().await.unwrap();
+    let expected = [
+        r#"geoffrey_deliveries_total{outcome="accepted",reason=""} 1"#,
+        r#"geoffrey_deliveries_total{outcome="duplicate",reason=""} 1"#,
+        r#"geoffrey_deliveries_total{outcome="rejected",reason="unauthorized"} 1"#,
+        r#"geoffrey_job_attempts_total{app="relay",feature="post_message",outcome="succeeded"} 1"#,
+        r#"geoffrey_job_attempt_duration_seconds_count{app="relay",feature="post_message"} 1"#,
+        r#"geoffrey_third_party_responses_total{app="relay",class="2xx"} 1"#,
+        r#"geoffrey_queue_jobs{instance="forum",state="ready"} 0"#,
+        r#"geoffrey_queue_jobs{instance="forum",state="failed"} 0"#,
+    ];
+    for line in expected {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line} in:\n{text}"
+        );
+    }
+}
+
+testkit::in_both_modes!(metrics_count_deliveries_and_attempts);
