@@ -68,12 +68,14 @@ impl Default for Metrics {
             "Webhook deliveries by outcome",
             deliveries.clone(),
         );
+
         let attempts = Family::default();
         registry.register(
             "job_attempts",
             "Job attempts by app, feature and outcome",
             attempts.clone(),
         );
+
         // Buckets from 5 ms to about 20 s.
         let durations = Family::<FeatureLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.005, 2.0, 13))
@@ -83,12 +85,14 @@ impl Default for Metrics {
             "Duration of job attempts",
             durations.clone(),
         );
+
         let responses = Family::default();
         registry.register(
             "third_party_responses",
             "Responses of third parties to job attempts, by status class",
             responses.clone(),
         );
+
         let queue = Family::default();
         registry.register(
             "queue_jobs",
