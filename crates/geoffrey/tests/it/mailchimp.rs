@@ -46,6 +46,19 @@ fn signed(event: &str, kind: &str, body: &Value) -> Delivery {
     delivery
 }
 
+/// Points an instance at the fake Discourse, with the API key it accepts.
+async fn connect_discourse(geoffrey: &TestGeoffrey, instance: &str, url: &str) {
+    let store = geoffrey.services.store.as_ref();
+    let current = geoffrey::instance::load(store, instance).await.unwrap();
+    let mut document = serde_json::to_value(&current.config).unwrap();
+    document["discourse_url"] = json!(url);
+    document["discourse_api_key"] = json!("discourse-api-key");
+    let apps = &geoffrey.services.apps;
+    geoffrey::instance::save(store, apps, instance, &current.rev, document)
+        .await
+        .unwrap();
+}
+
 async fn start(mode: Mode, settings: Value) -> (TestGeoffrey, FakeMailchimp) {
     let fake = FakeMailchimp::start(FakeConfig::default()).await;
     fake.allow_address(ADA);
@@ -540,20 +553,7 @@ async fn backfill_resumes_without_duplicates(mode: Mode) {
     geoffrey
         .create_instance("forum", json!({ "mailchimp": section }))
         .await;
-    let store = geoffrey.services.store.as_ref();
-    let current = geoffrey::instance::load(store, "forum").await.unwrap();
-    let mut document = serde_json::to_value(&current.config).unwrap();
-    document["discourse_url"] = json!(discourse.url);
-    document["discourse_api_key"] = json!("discourse-api-key");
-    geoffrey::instance::save(
-        store,
-        &geoffrey.services.apps,
-        "forum",
-        &current.rev,
-        document,
-    )
-    .await
-    .unwrap();
+    connect_discourse(&geoffrey, "forum", &discourse.url).await;
 
     use geoffrey::apps::mailchimp::backfill;
     backfill::start(&geoffrey.services, "forum").await.unwrap();
@@ -715,20 +715,7 @@ async fn backfill_resumed_while_running_counts_once(mode: Mode) {
     geoffrey
         .create_instance("forum", json!({ "mailchimp": section }))
         .await;
-    let store = geoffrey.services.store.as_ref();
-    let current = geoffrey::instance::load(store, "forum").await.unwrap();
-    let mut document = serde_json::to_value(&current.config).unwrap();
-    document["discourse_url"] = json!(discourse.url);
-    document["discourse_api_key"] = json!("discourse-api-key");
-    geoffrey::instance::save(
-        store,
-        &geoffrey.services.apps,
-        "forum",
-        &current.rev,
-        document,
-    )
-    .await
-    .unwrap();
+    connect_discourse(&geoffrey, "forum", &discourse.url).await;
 
     use geoffrey::apps::mailchimp::backfill;
     backfill::start(&geoffrey.services, "forum").await.unwrap();
@@ -789,20 +776,7 @@ async fn backfill_does_not_starve_live_events(mode: Mode) {
     geoffrey
         .create_instance("forum", json!({ "mailchimp": section }))
         .await;
-    let store = geoffrey.services.store.as_ref();
-    let current = geoffrey::instance::load(store, "big").await.unwrap();
-    let mut document = serde_json::to_value(&current.config).unwrap();
-    document["discourse_url"] = json!(discourse.url);
-    document["discourse_api_key"] = json!("discourse-api-key");
-    geoffrey::instance::save(
-        store,
-        &geoffrey.services.apps,
-        "big",
-        &current.rev,
-        document,
-    )
-    .await
-    .unwrap();
+    connect_discourse(&geoffrey, "big", &discourse.url).await;
 
     use geoffrey::apps::mailchimp::backfill;
     backfill::start(&geoffrey.services, "big").await.unwrap();
