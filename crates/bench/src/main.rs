@@ -42,8 +42,8 @@ struct Args {
     #[arg(long)]
     geoffrey: Option<PathBuf>,
     /// Sends the load to a running Geoffrey's hook URL instead of starting targets, such as
-    /// http://127.0.0.1:8080/hooks/discourse/forum; the instance must have a relay rule for
-    /// topic_created to make jobs.
+    /// http://127.0.0.1:8080/hooks/discourse/forum. The instance needs a relay rule for
+    /// topic_created, so that deliveries make jobs.
     #[arg(long, requires = "secret")]
     url: Option<String>,
     /// The webhook secret of the instance behind --url.

@@ -13,7 +13,7 @@ fn document_id(app: &str) -> String {
 /// The last known state of one app.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AppStatus {
-    /// Why the app is misconfigured, or `None` when it works.
+    /// Reason the app is misconfigured, or `None` when it works.
     pub misconfigured: Option<String>,
     /// The job whose failure showed it.
     pub job_id: Option<String>,

@@ -1,9 +1,9 @@
 //! Retry delays: exponential backoff with jitter.
 //!
 //! The delay before attempt `n + 1` is drawn uniformly from `[d/2, d]`, where
-//! `d = min(base * 2^(n-1), max)`. Keeping half of the delay fixed bounds how early a retry can
-//! come, and the random half spreads out jobs that failed together, so that a third party
-//! recovering from an outage is not hit by all of them in the same second.
+//! `d = min(base * 2^(n-1), max)`. The fixed half bounds how early a retry can come. The
+//! random half spreads out jobs that failed together, so that a third party recovering from
+//! an outage is not hit by all of them in the same second.
 
 use rand::Rng;
 use std::time::Duration;

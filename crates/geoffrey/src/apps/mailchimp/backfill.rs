@@ -3,7 +3,7 @@
 //!
 //! One job works through the user list a page at a time and saves its progress in the
 //! instance database (document [`PROGRESS_ID`]) after each page. After a time budget it goes
-//! back to the queue to continue ([`Attempt::continue_later`]), so a large forum never holds
+//! back to the queue to continue ([`Attempt::continue_later`]), so a large forum never keeps
 //! a worker beyond its job timeout. A crash repeats at most the page in flight, and
 //! repeating a page is harmless: batch subscribe runs with `update_existing: false`, so
 //! members already in the audience, whatever their status, are reported as existing and

@@ -1,9 +1,9 @@
 //! Log entries in CouchDB: written in `_bulk_docs` batches, read with Mango `_find`.
 //!
 //! Workers append one entry per attempt. Writing each as its own request would make the
-//! store the limit of job throughput, so `append` hands its entries to one writer task,
-//! which sends everything waiting for the same database in one `_bulk_docs` request and
-//! replies to each caller when its entries are stored.
+//! store the limit of job throughput. So `append` hands its entries to one writer task. The
+//! task sends everything waiting for the same database in one `_bulk_docs` request, and
+//! replies to each caller once its entries are stored.
 
 use super::{CouchStore, reason, unexpected};
 use crate::store::{LogEntry, LogPage, LogQuery, StoreError, StoreResult, timestamp};
