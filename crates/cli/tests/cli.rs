@@ -10,6 +10,8 @@ use testkit::fixtures;
 use testkit::receiver::{Receiver, Reply};
 
 const GEOFFREY: &str = env!("CARGO_BIN_EXE_geoffrey");
+/// Lets jobs reach the receivers the tests start on loopback.
+const ALLOW_LOOPBACK: &str = "[\"127.0.0.1/32\"]";
 
 /// Runs `geoffrey` with `args` on the data folder `dir`, feeding `stdin`.
 fn geoffrey(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
@@ -97,6 +99,7 @@ fn spawn_run(dir: &Path) -> (Child, String) {
         .env("GEOFFREY_WORKER__LEASE", "2s")
         .env("GEOFFREY_WORKER__SHUTDOWN_GRACE", "10s")
         .env("GEOFFREY_WORKER__POLL_INTERVAL", "50ms")
+        .env("GEOFFREY_OUTBOUND__ALLOWED_NETWORKS", ALLOW_LOOPBACK)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -35,6 +35,7 @@ impl Backends {
             .env("GEOFFREY_WORKER__POLL_INTERVAL", "50ms")
             .env("GEOFFREY_WORKER__BACKOFF_BASE", "100ms")
             .env("GEOFFREY_WORKER__BACKOFF_MAX", "500ms")
+            .env("GEOFFREY_OUTBOUND__ALLOWED_NETWORKS", "[\"127.0.0.1/32\"]")
             .env_remove("GEOFFREY_LOG")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -27,6 +27,17 @@ pub struct Settings {
     pub sqlite: SqliteSettings,
     pub store: StoreSettings,
     pub queue: QueueSettings,
+    pub outbound: OutboundSettings,
+}
+
+/// Where requests to third parties may go; see [`crate::outbound`].
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboundSettings {
+    /// Private, loopback and link-local networks that relay targets, Discourse URLs and
+    /// Mailchimp base URLs may reach anyway, such as `["10.20.0.0/16"]`. Empty by default,
+    /// which refuses every such address.
+    pub allowed_networks: Vec<ipnet::IpNet>,
 }
 
 /// Location of the instance databases: CouchDB, or without a URL SQLite files under `data_dir`.
@@ -139,6 +150,7 @@ impl Default for Settings {
             sqlite: SqliteSettings::default(),
             store: StoreSettings::default(),
             queue: QueueSettings::default(),
+            outbound: OutboundSettings::default(),
         }
     }
 }
@@ -375,6 +387,27 @@ mod tests {
             .expect_err("a CouchDB URL is no queue URL");
         assert!(err.to_string().contains("queue.url"), "{err}");
         assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn allowed_networks_come_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "GEOFFREY_OUTBOUND__ALLOWED_NETWORKS",
+                r#"["10.20.0.0/16", "127.0.0.1/32"]"#,
+            );
+            let settings = Settings::load(None).expect("loads");
+            let networks: Vec<String> = (settings.outbound.allowed_networks.iter())
+                .map(ToString::to_string)
+                .collect();
+            assert_eq!(networks, ["10.20.0.0/16", "127.0.0.1/32"]);
+
+            jail.set_env("GEOFFREY_OUTBOUND__ALLOWED_NETWORKS", r#"["10.20.0.0/33"]"#);
+            let err = Settings::load(None).expect_err("a prefix over 32 must fail");
+            let message = err.to_string().to_lowercase();
+            assert!(message.contains("outbound.allowed_networks"), "{err}");
+            Ok(())
+        });
     }
 
     #[test]

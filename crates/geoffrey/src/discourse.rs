@@ -5,8 +5,10 @@
 //! `Retry-After` header or in `extras.wait_seconds`. The client reports that wait, so callers
 //! can pause instead of failing.
 
+use crate::apps::AttemptError;
 use crate::apps::http::attempt_from_error;
 use crate::instance::InstanceConfig;
+use crate::outbound::OutboundClient;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -30,7 +32,7 @@ pub enum DiscourseError {
 }
 
 pub struct DiscourseClient<'a> {
-    http: &'a reqwest::Client,
+    http: &'a OutboundClient,
     base: String,
     key: &'a str,
     username: &'a str,
@@ -39,7 +41,7 @@ pub struct DiscourseClient<'a> {
 impl<'a> DiscourseClient<'a> {
     pub fn new(
         config: &'a InstanceConfig,
-        http: &'a reqwest::Client,
+        http: &'a OutboundClient,
     ) -> Result<Self, DiscourseError> {
         let key = config
             .discourse_api_key
@@ -65,12 +67,15 @@ impl<'a> DiscourseClient<'a> {
             .get(url)
             .header("Api-Key", self.key)
             .header("Api-Username", self.username);
-        let response = request.send().await.map_err(|err| {
-            let error = attempt_from_error(&err).error;
-            let message =
-                error.map_or_else(|| "request failed".to_string(), |e| e.message().to_string());
-            DiscourseError::Transient(message)
-        })?;
+        let response =
+            self.http
+                .send(request)
+                .await
+                .map_err(|err| match attempt_from_error(&err).error {
+                    Some(AttemptError::Configuration(message)) => DiscourseError::Rejected(message),
+                    Some(error) => DiscourseError::Transient(error.message().to_string()),
+                    None => DiscourseError::Transient("request failed".to_string()),
+                })?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()

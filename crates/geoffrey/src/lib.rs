@@ -19,6 +19,7 @@ pub mod event;
 pub mod instance;
 pub mod limit;
 pub mod metrics;
+pub mod outbound;
 pub mod queue;
 pub mod run;
 pub mod secret;

@@ -48,7 +48,19 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     settings.worker.max_attempts = 3;
     settings.worker.shutdown_grace = Duration::from_secs(2);
     settings.sqlite.busy_timeout = Duration::from_millis(200);
+    // The receivers and fakes the tests start listen on loopback.
+    settings.outbound.allowed_networks = vec![LOOPBACK.parse().unwrap()];
     settings
+}
+
+/// The network the test servers listen on, as `outbound.allowed_networks` takes it.
+pub const LOOPBACK: &str = "127.0.0.1/32";
+
+/// Returns an outbound client that may reach the test servers.
+pub fn outbound_client() -> geoffrey::outbound::OutboundClient {
+    let settings = test_settings(std::path::Path::new("."));
+    geoffrey::outbound::OutboundClient::new(&settings.outbound, settings.worker.job_timeout)
+        .unwrap()
 }
 
 impl TestGeoffrey {

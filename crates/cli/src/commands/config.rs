@@ -3,6 +3,7 @@
 use crate::args::ConfigCommand;
 use anyhow::Context;
 use geoffrey::instance;
+use geoffrey::outbound::OutboundClient;
 use geoffrey::services::Services;
 use serde_json::Value;
 use std::io::Read;
@@ -37,9 +38,8 @@ pub async fn run(services: Arc<Services>, command: ConfigCommand) -> anyhow::Res
         }
         ConfigCommand::Check { name } => {
             let stored = instance::load(services.store.as_ref(), &name).await?;
-            let http = reqwest::Client::builder()
-                .timeout(services.settings.worker.job_timeout)
-                .build()?;
+            let settings = &services.settings;
+            let http = OutboundClient::new(&settings.outbound, settings.worker.job_timeout)?;
             let mut failed = 0;
             for (app_name, section) in &stored.config.apps {
                 let Some(app) = services.apps.get(app_name) else {

@@ -1,6 +1,7 @@
 //! Classifying third parties' HTTP responses into success, transient and permanent failures.
 
 use super::{Attempt, AttemptError};
+use crate::outbound::SendError;
 
 /// Maximum length of the response body kept in a log entry, in characters.
 pub const MAX_LOGGED_BODY: usize = 500;
@@ -22,9 +23,22 @@ pub fn attempt_from_response(status: u16, body: &str) -> Attempt {
     }
 }
 
-/// Builds the attempt record for a request that got no response. Every such failure
-/// (connection refused, DNS, TLS, timeout) is transient.
-pub fn attempt_from_error(err: &reqwest::Error) -> Attempt {
+/// Builds the attempt record for a request that got no response. A destination rejected by
+/// the outbound guard is a configuration error; every other failure (connection refused,
+/// DNS, TLS, timeout) is transient.
+pub fn attempt_from_error(err: &SendError) -> Attempt {
+    let failed = |error| Attempt {
+        status: None,
+        response: None,
+        error: Some(error),
+        continue_later: false,
+    };
+    if let Some(rejected) = err.rejection() {
+        return failed(AttemptError::Configuration(rejected.to_string()));
+    }
+    let SendError::Http(err) = err else {
+        return failed(AttemptError::Transient("request failed".to_string()));
+    };
     let kind = if err.is_timeout() {
         "timed out"
     } else if err.is_connect() {
@@ -45,12 +59,7 @@ pub fn attempt_from_error(err: &reqwest::Error) -> Attempt {
     } else {
         format!("{kind}: {}", causes.join(": "))
     };
-    Attempt {
-        status: None,
-        response: None,
-        error: Some(AttemptError::Transient(message)),
-        continue_later: false,
-    }
+    failed(AttemptError::Transient(message))
 }
 
 /// Returns at most `max` characters of `text`, marking a cut with an ellipsis.

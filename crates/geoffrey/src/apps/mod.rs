@@ -15,6 +15,7 @@ pub use filter::EventFilter;
 use crate::event::Event;
 use crate::instance::InstanceConfig;
 use crate::limit::ConcurrencyLimiter;
+use crate::outbound::OutboundClient;
 use crate::queue::Job;
 use crate::store::Store;
 use async_trait::async_trait;
@@ -79,7 +80,7 @@ pub struct FeatureContext<'a> {
     pub config: &'a InstanceConfig,
     /// The app's own section of `CONFIG`.
     pub section: &'a Value,
-    pub http: &'a reqwest::Client,
+    pub http: &'a OutboundClient,
     /// Time the attempt may take; long features use it to budget their work.
     pub job_timeout: std::time::Duration,
 }
@@ -157,7 +158,7 @@ pub trait App: Send + Sync + 'static {
 
     /// Tests the connection and configuration of a valid section against the third party.
     /// Apps without a third party to ask return nothing.
-    async fn check(&self, _section: &Value, _http: &reqwest::Client) -> Vec<Check> {
+    async fn check(&self, _section: &Value, _http: &OutboundClient) -> Vec<Check> {
         Vec::new()
     }
 }

@@ -17,6 +17,7 @@
 use crate::app_status;
 use crate::apps::{Attempt, AttemptError, FeatureContext};
 use crate::instance::InstanceError;
+use crate::outbound::OutboundClient;
 use crate::queue::backoff::Backoff;
 use crate::queue::{Lease, QueueError};
 use crate::services::Services;
@@ -41,7 +42,7 @@ const MAX_QUEUE_ERROR_PAUSE: Duration = Duration::from_secs(30);
 
 pub struct Worker {
     services: Arc<Services>,
-    http: reqwest::Client,
+    http: OutboundClient,
     backoff: Backoff,
     /// Set while log entries cannot be written. The loops then take no new jobs, because
     /// each would call its third party and then fail to record the outcome, only to run
@@ -63,10 +64,7 @@ enum Decision {
 impl Worker {
     pub fn new(services: Arc<Services>) -> Result<Arc<Self>, reqwest::Error> {
         let settings = &services.settings.worker;
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("Geoffrey/", env!("CARGO_PKG_VERSION")))
-            .timeout(settings.job_timeout)
-            .build()?;
+        let http = OutboundClient::new(&services.settings.outbound, settings.job_timeout)?;
         let backoff = Backoff {
             base: settings.backoff_base,
             max: settings.backoff_max,

@@ -335,7 +335,8 @@ async fn check_reports_unmapped_required_fields() {
     });
     let apps = AppRegistry::builtin();
     let app = apps.get("mailchimp").unwrap();
-    let checks = app.check(&section, &reqwest::Client::new()).await;
+    let http = testkit::geoffrey::outbound_client();
+    let checks = app.check(&section, &http).await;
     let results: Vec<(&str, bool)> = checks.iter().map(|c| (c.name.as_str(), c.ok)).collect();
     assert_eq!(
         results,
@@ -353,13 +354,13 @@ async fn check_reports_unmapped_required_fields() {
 
     let mut wrong_list = section.clone();
     wrong_list["list_id"] = json!("nosuchlist");
-    let checks = app.check(&wrong_list, &reqwest::Client::new()).await;
+    let checks = app.check(&wrong_list, &http).await;
     assert_eq!(checks.len(), 2);
     assert!(!checks[1].ok, "{checks:?}");
 
     let mut wrong_key = section;
     wrong_key["api_key"] = json!("ffffffffffffffffffffffffffffffff-us6");
-    let checks = app.check(&wrong_key, &reqwest::Client::new()).await;
+    let checks = app.check(&wrong_key, &http).await;
     assert_eq!(checks.len(), 1);
     assert!(checks[0].message.contains("API Key Invalid"), "{checks:?}");
 }

@@ -7,6 +7,7 @@ mod couch;
 mod example_config;
 mod intake;
 mod mailchimp;
+mod outbound;
 mod redis;
 mod relay;
 mod sqlite;

@@ -14,6 +14,7 @@
 use super::config::MailchimpConfig;
 use crate::apps::http::{MAX_LOGGED_BODY, attempt_from_error, truncate};
 use crate::apps::{Attempt, AttemptError, Check, FeatureContext};
+use crate::outbound::OutboundClient;
 use md5::{Digest, Md5};
 use reqwest::Method;
 use serde_json::Value;
@@ -146,7 +147,7 @@ pub async fn send(
     if let Some(body) = body {
         request = request.json(body);
     }
-    match request.send().await {
+    match context.http.send(request).await {
         Ok(response) => {
             let status = response.status().as_u16();
             let text = response.text().await.unwrap_or_default();
@@ -159,14 +160,15 @@ pub async fn send(
             }
         }
         Err(err) => {
-            let attempt = attempt_from_error(&err);
-            let message = attempt
-                .error
-                .map_or_else(|| "request failed".to_string(), |e| e.message().to_string());
+            let failure = match attempt_from_error(&err).error {
+                Some(AttemptError::Configuration(message)) => Failure::Configuration(message),
+                Some(error) => Failure::Transient(error.message().to_string()),
+                None => Failure::Transient("request failed".to_string()),
+            };
             Reply {
                 status: None,
                 text: String::new(),
-                failure: Some(Failure::Transient(message)),
+                failure: Some(failure),
             }
         }
     }
@@ -174,7 +176,7 @@ pub async fn send(
 
 /// Tests the key (`/ping`), the audience, and whether every merge field the audience requires
 /// is mapped.
-pub async fn check(config: &MailchimpConfig, http: &reqwest::Client) -> Vec<Check> {
+pub async fn check(config: &MailchimpConfig, http: &OutboundClient) -> Vec<Check> {
     let mut checks = Vec::new();
     let ping = fetch(config, http, "/ping")
         .await
@@ -242,14 +244,14 @@ fn finding(name: &str, outcome: Result<String, String>) -> Check {
 /// returns the body or the failure's description.
 async fn fetch(
     config: &MailchimpConfig,
-    http: &reqwest::Client,
+    http: &OutboundClient,
     path: &str,
 ) -> Result<Value, String> {
     let url = format!("{}{path}", config.api_root());
     let request = http
         .get(url)
         .basic_auth("geoffrey", Some(config.api_key.expose()));
-    let response = request.send().await.map_err(|err| {
+    let response = http.send(request).await.map_err(|err| {
         let error = attempt_from_error(&err).error;
         error.map_or_else(|| "request failed".to_string(), |e| e.message().to_string())
     })?;

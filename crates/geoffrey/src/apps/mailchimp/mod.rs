@@ -21,6 +21,7 @@ pub use client::subscriber_hash;
 use crate::apps::{
     App, Attempt, AttemptError, Check, EventFilter, FeatureContext, FieldError, Subscription,
 };
+use crate::outbound::OutboundClient;
 use crate::secret::MASK;
 use async_trait::async_trait;
 use config::MailchimpConfig;
@@ -154,7 +155,7 @@ impl App for Mailchimp {
         }
     }
 
-    async fn check(&self, section: &Value, http: &reqwest::Client) -> Vec<Check> {
+    async fn check(&self, section: &Value, http: &OutboundClient) -> Vec<Check> {
         match MailchimpConfig::parse(section) {
             Ok(config) => client::check(&config, http).await,
             Err(err) => vec![Check {

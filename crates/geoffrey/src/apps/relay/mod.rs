@@ -255,12 +255,8 @@ impl App for Relay {
         if let Some(username) = &rule.username {
             message["username"] = Value::from(username.as_str());
         }
-        let response = context
-            .http
-            .post(rule.url.expose())
-            .json(&message)
-            .send()
-            .await;
+        let request = context.http.post(rule.url.expose()).json(&message);
+        let response = context.http.send(request).await;
         match response {
             Ok(response) => {
                 let status = response.status().as_u16();
