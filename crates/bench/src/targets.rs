@@ -108,6 +108,7 @@ fn start_geoffrey(
     servers: Option<(RedisServer, PouchServer)>,
 ) -> anyhow::Result<Target> {
     let dir = tempfile::tempdir()?;
+    let secret_key = geoffrey::keyring::new_key().expose().to_string();
     let command = |args: &[&str]| {
         let mut command = Command::new(geoffrey);
         command
@@ -118,7 +119,8 @@ fn start_geoffrey(
         if let Some((redis, couch)) = &servers {
             command
                 .env("GEOFFREY_QUEUE__URL", redis.url())
-                .env("GEOFFREY_STORE__URL", couch.admin_url());
+                .env("GEOFFREY_STORE__URL", couch.admin_url())
+                .env("GEOFFREY_SECRET_KEY", &secret_key);
         }
         command
     };

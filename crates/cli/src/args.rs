@@ -87,9 +87,21 @@ pub enum Command {
     /// the instance's configuration.
     #[command(subcommand)]
     Backfill(BackfillCommand),
+    /// Manages the key that encrypts the secrets stored in each instance's configuration.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// Tools for trying Geoffrey out.
     #[command(subcommand)]
     Debug(DebugCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Prints a new random key for GEOFFREY_SECRET_KEY.
+    NewKey,
+    /// Encrypts every instance's secrets again with GEOFFREY_SECRET_KEY. Set the key being
+    /// replaced as GEOFFREY_PREVIOUS_SECRET_KEY; secrets stored unencrypted are encrypted too.
+    Rotate,
 }
 
 #[derive(Debug, Args)]

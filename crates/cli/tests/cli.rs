@@ -15,12 +15,23 @@ const ALLOW_LOOPBACK: &str = "[\"127.0.0.1/32\"]";
 
 /// Runs `geoffrey` with `args` on the data folder `dir`, feeding `stdin`.
 fn geoffrey(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    geoffrey_with_env(dir, &[], args, stdin)
+}
+
+/// Runs `geoffrey` like [`geoffrey`], with extra environment variables.
+fn geoffrey_with_env(
+    dir: &Path,
+    env: &[(&str, &str)],
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Output {
     let mut child = Command::new(GEOFFREY)
         .args(args)
         .arg("--data-dir")
         .arg(dir)
         .current_dir(dir)
         .env_remove("GEOFFREY_LOG")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -472,4 +483,110 @@ async fn json_logs_are_one_object_per_line() {
         assert!(entry["level"].is_string(), "{line}");
     }
     assert!(text.contains("API server listening"), "{text}");
+}
+
+#[test]
+fn embedded_mode_creates_a_private_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    create_forum(dir.path(), "http://127.0.0.1:9/hook");
+    let key_file = dir.path().join("secret.key");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&key_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    assert_eq!(key.trim().len(), 64);
+
+    let database = std::fs::read(dir.path().join("instances/forum.sqlite")).unwrap();
+    let text = String::from_utf8_lossy(&database);
+    assert!(!text.contains(fixtures::FIXTURE_SECRET));
+    assert!(text.contains("sealed:v1:"));
+}
+
+#[test]
+fn secrets_rotate_to_a_new_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let new_key = |dir: &Path| stdout(&geoffrey(dir, &["secrets", "new-key"], None));
+    let (old, new) = (new_key(dir.path()), new_key(dir.path()));
+    let (old, new) = (old.trim(), new.trim());
+    assert_eq!(old.len(), 64);
+    assert_ne!(old, new);
+    let with_old = [("GEOFFREY_SECRET_KEY", old)];
+    let with_new = [("GEOFFREY_SECRET_KEY", new)];
+    let during_rotation = [
+        ("GEOFFREY_SECRET_KEY", new),
+        ("GEOFFREY_PREVIOUS_SECRET_KEY", old),
+    ];
+    let create = [
+        "instance",
+        "create",
+        "forum",
+        "--discourse-url",
+        "https://forum.example.com",
+    ];
+    let output = geoffrey_with_env(dir.path(), &with_old, &create, None);
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    // The new key alone cannot read what the old key sealed, and says which key is missing.
+    let output = geoffrey_with_env(dir.path(), &with_new, &["secrets", "rotate"], None);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("GEOFFREY_PREVIOUS_SECRET_KEY"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = geoffrey_with_env(dir.path(), &during_rotation, &["secrets", "rotate"], None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("forum: encrypted 1 secret(s) again"),
+        "{}",
+        stdout(&output)
+    );
+
+    // Now the new key alone reads everything, and the old one no longer does.
+    let output = geoffrey_with_env(dir.path(), &with_new, &["secrets", "rotate"], None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("already encrypted with the current key"),
+        "{}",
+        stdout(&output)
+    );
+    let output = geoffrey_with_env(dir.path(), &with_new, &["config", "show", "forum"], None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).is_empty(), "{}", stderr(&output));
+    let output = geoffrey_with_env(dir.path(), &with_old, &["config", "show", "forum"], None);
+    assert!(
+        stderr(&output).contains("cannot read the secret webhook_secret"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!stdout(&output).contains(old));
+    assert!(!stderr(&output).contains(old));
+}
+
+#[test]
+fn invalid_secret_key_is_named_but_not_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad_key = "not-a-key-but-still-secret";
+    let output = geoffrey_with_env(
+        dir.path(),
+        &[("GEOFFREY_SECRET_KEY", bad_key)],
+        &[
+            "instance",
+            "create",
+            "forum",
+            "--discourse-url",
+            "https://f.example.com",
+        ],
+        None,
+    );
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(
+        message.contains("GEOFFREY_SECRET_KEY is not a valid key"),
+        "{message}"
+    );
+    assert!(!message.contains(bad_key), "{message}");
+    assert!(!dir.path().join("instances/forum.sqlite").exists());
 }

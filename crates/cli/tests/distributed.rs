@@ -20,6 +20,8 @@ struct Backends {
     redis: RedisServer,
     couch: PouchServer,
     dir: tempfile::TempDir,
+    /// GEOFFREY_SECRET_KEY, the same for every process.
+    secret_key: String,
 }
 
 impl Backends {
@@ -36,6 +38,7 @@ impl Backends {
             .env("GEOFFREY_WORKER__BACKOFF_BASE", "100ms")
             .env("GEOFFREY_WORKER__BACKOFF_MAX", "500ms")
             .env("GEOFFREY_OUTBOUND__ALLOWED_NETWORKS", "[\"127.0.0.1/32\"]")
+            .env("GEOFFREY_SECRET_KEY", &self.secret_key)
             .env_remove("GEOFFREY_LOG")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -108,6 +111,7 @@ async fn deliver(client: &reqwest::Client, urls: &[String], n: u64) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn burst_survives_worker_crash_and_redis_restart() {
     let mut backends = Backends {
+        secret_key: geoffrey::keyring::new_key().expose().to_string(),
         redis: RedisServer::start(),
         couch: PouchServer::start_on_disk(),
         dir: tempfile::tempdir().unwrap(),

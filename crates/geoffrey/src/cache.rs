@@ -1,7 +1,9 @@
 //! A cache of parsed `CONFIG` documents, emptied for an instance as soon as the store reports
 //! a change to its database.
 
+use crate::apps::AppRegistry;
 use crate::instance::{self, InstanceError, StoredConfig};
+use crate::keyring::Keyring;
 use crate::store::{Store, instance_changed};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, Weak};
@@ -9,16 +11,20 @@ use tokio::sync::broadcast::error::RecvError;
 
 pub struct ConfigCache {
     store: Arc<dyn Store>,
+    apps: AppRegistry,
+    keyring: Arc<Keyring>,
     entries: RwLock<HashMap<String, Arc<StoredConfig>>>,
 }
 
 impl ConfigCache {
     /// Creates the cache and starts the task that evicts changed entries. Must be called
     /// inside a Tokio runtime.
-    pub fn new(store: Arc<dyn Store>) -> Arc<Self> {
+    pub fn new(store: Arc<dyn Store>, apps: AppRegistry, keyring: Arc<Keyring>) -> Arc<Self> {
         let changes = store.changes();
         let cache = Arc::new(Self {
             store,
+            apps,
+            keyring,
             entries: RwLock::new(HashMap::new()),
         });
         tokio::spawn(evict_on_change(Arc::downgrade(&cache), changes));
@@ -31,7 +37,8 @@ impl ConfigCache {
             return Ok(config.clone());
         }
         self.store.watch(name);
-        let config = Arc::new(instance::load(self.store.as_ref(), name).await?);
+        let config = instance::load(self.store.as_ref(), &self.apps, &self.keyring, name).await?;
+        let config = Arc::new(config);
         self.entries
             .write()
             .unwrap_or_else(|p| p.into_inner())

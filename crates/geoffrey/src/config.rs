@@ -21,6 +21,11 @@ pub const DEFAULT_FILE: &str = "geoffrey.toml";
 pub struct Settings {
     /// Folder for the embedded store and queue.
     pub data_dir: PathBuf,
+    /// Key that encrypts the secrets stored in `CONFIG`: 64 hexadecimal characters, usually
+    /// from `GEOFFREY_SECRET_KEY`. See [`crate::keyring`].
+    pub secret_key: Option<Secret>,
+    /// The key being replaced during a rotation; it only decrypts.
+    pub previous_secret_key: Option<Secret>,
     pub server: ServerSettings,
     pub worker: WorkerSettings,
     pub intake: IntakeSettings,
@@ -144,6 +149,8 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("geoffrey-data"),
+            secret_key: None,
+            previous_secret_key: None,
             server: ServerSettings::default(),
             worker: WorkerSettings::default(),
             intake: IntakeSettings::default(),

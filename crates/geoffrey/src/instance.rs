@@ -2,9 +2,11 @@
 //!
 //! `CONFIG` contains the Discourse URL, the webhook secret and one section per app under `apps`.
 //! Every write goes through [`validate`], which checks the whole document and reports each
-//! invalid field, so a bad configuration is rejected before anything is stored.
+//! invalid field, so a bad configuration is rejected before anything is stored. Secrets are
+//! stored sealed with the operator's key (see [`crate::keyring`]) and opened when read.
 
-use crate::apps::{AppRegistry, FieldError};
+use crate::apps::{AppRegistry, FieldError, SecretVisitor};
+use crate::keyring::{Keyring, OpenError};
 use crate::secret::{MASK, Secret};
 use crate::store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -60,6 +62,12 @@ pub enum InstanceError {
     Exists(String),
     #[error("invalid configuration:\n{}", format_field_errors(.0))]
     Invalid(Vec<FieldError>),
+    #[error("cannot read the secret {path} of instance {instance:?}: {source}")]
+    Sealed {
+        instance: String,
+        path: String,
+        source: OpenError,
+    },
     #[error(transparent)]
     Store(StoreError),
 }
@@ -184,20 +192,115 @@ fn check_secret(config: &InstanceConfig, errors: &mut Vec<FieldError>) {
 /// Returns the configuration as JSON with every secret replaced by [`MASK`].
 pub fn masked(config: &InstanceConfig, apps: &AppRegistry) -> Value {
     let mut value = serde_json::to_value(config).unwrap_or(Value::Null);
-    if !config.webhook_secret.is_empty() {
-        value["webhook_secret"] = Value::from(MASK);
+    mask(&mut value, apps);
+    value
+}
+
+/// Replaces every non-empty secret of a `CONFIG` document with [`MASK`].
+pub fn mask(document: &mut Value, apps: &AppRegistry) {
+    visit_secrets(document, apps, &mut |_, secret, _| {
+        if secret.as_str().is_some_and(|text| !text.is_empty()) {
+            *secret = Value::from(MASK);
+        }
+    });
+}
+
+/// Calls `visit` for every secret of a `CONFIG` document: the webhook secret, the Discourse
+/// API key and each app's secrets, with their dotted paths.
+fn visit_secrets(document: &mut Value, apps: &AppRegistry, visit: &mut SecretVisitor<'_>) {
+    if let Some(secret) = document.get_mut("webhook_secret") {
+        visit("webhook_secret", secret, &Value::Null);
     }
-    if config.discourse_api_key.is_some() {
-        value["discourse_api_key"] = Value::from(MASK);
+    let forum = document
+        .get("discourse_url")
+        .cloned()
+        .unwrap_or(Value::Null);
+    if let Some(key) = document.get_mut("discourse_api_key") {
+        visit("discourse_api_key", key, &forum);
     }
-    if let Some(sections) = value.get_mut("apps").and_then(Value::as_object_mut) {
-        for (name, section) in sections.iter_mut() {
-            if let Some(app) = apps.get(name) {
-                app.mask_secrets(section);
-            }
+    let Some(sections) = document.get_mut("apps").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (name, section) in sections.iter_mut() {
+        if let Some(app) = apps.get(name) {
+            app.visit_secrets(section, &mut |path, secret, server| {
+                visit(&format!("apps.{name}.{path}"), secret, server);
+            });
         }
     }
-    value
+}
+
+/// Returns the associated data a secret is sealed with: the instance, the field and the
+/// server the secret is sent to.
+fn seal_context(instance: &str, path: &str, server: &Value) -> String {
+    format!("geoffrey CONFIG\0{instance}\0{path}\0{server}")
+}
+
+/// Seals every secret of a `CONFIG` document with the keyring's current key.
+fn seal(document: &mut Value, instance: &str, apps: &AppRegistry, keyring: &Keyring) {
+    visit_secrets(document, apps, &mut |path, secret, server| {
+        if let Some(text) = secret.as_str().filter(|text| !text.is_empty()) {
+            *secret = Value::from(keyring.seal(text, &seal_context(instance, path, server)));
+        }
+    });
+}
+
+/// Opens every sealed secret of a stored `CONFIG` document in place. A secret that does not
+/// open becomes `null`, and its error is returned.
+fn open_secrets(
+    document: &mut Value,
+    instance: &str,
+    apps: &AppRegistry,
+    keyring: &Keyring,
+) -> Vec<InstanceError> {
+    let mut failures = Vec::new();
+    visit_secrets(document, apps, &mut |path, secret, server| {
+        let Some(text) = secret.as_str() else { return };
+        match keyring.open(text, &seal_context(instance, path, server)) {
+            Ok(plain) => *secret = Value::from(plain),
+            Err(source) => {
+                *secret = Value::Null;
+                failures.push(InstanceError::Sealed {
+                    instance: instance.to_string(),
+                    path: path.to_string(),
+                    source,
+                });
+            }
+        }
+    });
+    failures
+}
+
+/// Opens every sealed secret of a stored `CONFIG` document, and parses it.
+pub fn decode(
+    mut document: Value,
+    instance: &str,
+    apps: &AppRegistry,
+    keyring: &Keyring,
+) -> Result<InstanceConfig, InstanceError> {
+    if let Some(err) = open_secrets(&mut document, instance, apps, keyring)
+        .into_iter()
+        .next()
+    {
+        return Err(err);
+    }
+    serde_json::from_value(document).map_err(|err| {
+        InstanceError::Store(StoreError::Corrupt(format!(
+            "CONFIG of {instance:?}: {err}"
+        )))
+    })
+}
+
+/// Returns the document to store for a valid configuration, with its secrets sealed.
+fn encode(
+    config: &InstanceConfig,
+    instance: &str,
+    apps: &AppRegistry,
+    keyring: &Keyring,
+) -> Result<Value, InstanceError> {
+    let mut body = serde_json::to_value(config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    seal(&mut body, instance, apps, keyring);
+    Ok(body)
 }
 
 /// Replaces every [`MASK`] string in `new` with the value at the same place in `old`, so a
@@ -275,19 +378,83 @@ fn check_masked_destinations(
 }
 
 /// Reads and parses an instance's `CONFIG`.
-pub async fn load(store: &dyn Store, name: &str) -> Result<StoredConfig, InstanceError> {
+pub async fn load(
+    store: &dyn Store,
+    apps: &AppRegistry,
+    keyring: &Keyring,
+    name: &str,
+) -> Result<StoredConfig, InstanceError> {
     validate_name(name)?;
     let document = store
         .get(name, CONFIG_ID)
         .await?
         .ok_or_else(|| InstanceError::NotFound(name.into()))?;
-    let config = serde_json::from_value(document.body).map_err(|err| {
-        InstanceError::Store(StoreError::Corrupt(format!("CONFIG of {name:?}: {err}")))
-    })?;
+    let config = decode(document.body, name, apps, keyring)?;
     Ok(StoredConfig {
         rev: document.rev,
         config,
     })
+}
+
+/// A `CONFIG` document opened for editing, even when some of its secrets cannot be read.
+pub struct Editable {
+    pub rev: String,
+    /// The document with its secrets opened; an unreadable secret is `null`.
+    pub document: Value,
+    /// One [`InstanceError::Sealed`] for each secret that cannot be read. Saving the document
+    /// requires entering those secrets again.
+    pub unreadable: Vec<InstanceError>,
+}
+
+/// Reads an instance's `CONFIG` for editing. Unlike [`load`], it succeeds when a secret
+/// cannot be opened, so that the secret can be entered again.
+pub async fn load_for_edit(
+    store: &dyn Store,
+    apps: &AppRegistry,
+    keyring: &Keyring,
+    name: &str,
+) -> Result<Editable, InstanceError> {
+    validate_name(name)?;
+    let stored = store
+        .get(name, CONFIG_ID)
+        .await?
+        .ok_or_else(|| InstanceError::NotFound(name.into()))?;
+    let mut document = stored.body;
+    let unreadable = open_secrets(&mut document, name, apps, keyring);
+    Ok(Editable {
+        rev: stored.rev,
+        document,
+        unreadable,
+    })
+}
+
+/// Seals again with the current key every secret of an instance that is stored in plain
+/// text or sealed with a previous key. Returns how many secrets it sealed again.
+pub async fn reseal(
+    store: &dyn Store,
+    apps: &AppRegistry,
+    keyring: &Keyring,
+    name: &str,
+) -> Result<usize, InstanceError> {
+    let document = store
+        .get(name, CONFIG_ID)
+        .await?
+        .ok_or_else(|| InstanceError::NotFound(name.into()))?;
+    let mut stale = 0;
+    let mut body = document.body.clone();
+    visit_secrets(&mut body, apps, &mut |_, secret, _| {
+        let text = secret.as_str().unwrap_or_default();
+        stale += usize::from(!text.is_empty() && !keyring.is_current(text));
+    });
+    if stale == 0 {
+        return Ok(0);
+    }
+    let config = decode(document.body, name, apps, keyring)?;
+    let body = encode(&config, name, apps, keyring)?;
+    store
+        .put(name, CONFIG_ID, Some(&document.rev), &body)
+        .await?;
+    Ok(stale)
 }
 
 /// Creates the instance's database and its first `CONFIG`, with `webhook_secret` or a
@@ -295,6 +462,7 @@ pub async fn load(store: &dyn Store, name: &str) -> Result<StoredConfig, Instanc
 pub async fn create(
     store: &dyn Store,
     apps: &AppRegistry,
+    keyring: &Keyring,
     name: &str,
     discourse_url: &str,
     webhook_secret: Option<Secret>,
@@ -310,8 +478,9 @@ pub async fn create(
     };
     let body = serde_json::to_value(&config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     validate(&body, apps)?;
+    let sealed = encode(&config, name, apps, keyring)?;
     store.create_database(name).await?;
-    store.put(name, CONFIG_ID, None, &body).await?;
+    store.put(name, CONFIG_ID, None, &sealed).await?;
     Ok(config)
 }
 
@@ -320,16 +489,16 @@ pub async fn create(
 pub async fn save(
     store: &dyn Store,
     apps: &AppRegistry,
+    keyring: &Keyring,
     name: &str,
     rev: &str,
     mut document: Value,
 ) -> Result<String, InstanceError> {
-    let current = load(store, name).await?;
-    let stored = serde_json::to_value(&current.config).unwrap_or(Value::Null);
+    let stored = load_for_edit(store, apps, keyring, name).await?.document;
     check_masked_destinations(&document, &stored, apps)?;
     unmask(&mut document, &stored);
     let config = validate(&document, apps)?;
-    let body = serde_json::to_value(&config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let body = encode(&config, name, apps, keyring)?;
     Ok(store.put(name, CONFIG_ID, Some(rev), &body).await?)
 }
 

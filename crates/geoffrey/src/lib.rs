@@ -17,6 +17,7 @@ pub mod config;
 pub mod discourse;
 pub mod event;
 pub mod instance;
+pub mod keyring;
 pub mod limit;
 pub mod metrics;
 pub mod outbound;

@@ -6,6 +6,7 @@ use crate::apps::AppRegistry;
 use crate::cache::ConfigCache;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Settings;
+use crate::keyring::Keyring;
 use crate::limit::{ConcurrencyLimiter, LocalLimiter, RedisLimiter};
 use crate::queue::redis::RedisQueue;
 use crate::queue::sqlite::SqliteQueue;
@@ -118,13 +119,16 @@ pub async fn open_services(
         }
         None => Arc::new(LocalLimiter::default()),
     };
-    let configs = ConfigCache::new(store.clone());
+    let apps = AppRegistry::builtin();
+    let keyring = Arc::new(Keyring::from_settings(settings)?);
+    let configs = ConfigCache::new(store.clone(), apps.clone(), keyring.clone());
     Ok(Arc::new(Services {
         settings: settings.clone(),
         store,
         queue,
         configs,
-        apps: AppRegistry::builtin(),
+        apps,
+        keyring,
         limiter,
         metrics: Arc::default(),
         clock,

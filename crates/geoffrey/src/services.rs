@@ -4,6 +4,7 @@ use crate::apps::AppRegistry;
 use crate::cache::ConfigCache;
 use crate::clock::SharedClock;
 use crate::config::Settings;
+use crate::keyring::Keyring;
 use crate::limit::ConcurrencyLimiter;
 use crate::metrics::Metrics;
 use crate::queue::Queue;
@@ -16,6 +17,8 @@ pub struct Services {
     pub queue: Arc<dyn Queue>,
     pub configs: Arc<ConfigCache>,
     pub apps: AppRegistry,
+    /// The keys that seal and open the secrets in `CONFIG`.
+    pub keyring: Arc<Keyring>,
     /// Limits on requests in flight to third parties, shared by every worker.
     pub limiter: Arc<dyn ConcurrencyLimiter>,
     pub metrics: Arc<Metrics>,

@@ -50,6 +50,7 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     settings.sqlite.busy_timeout = Duration::from_millis(200);
     // The receivers and fakes the tests start listen on loopback.
     settings.outbound.allowed_networks = vec![LOOPBACK.parse().unwrap()];
+    settings.secret_key = Some(Secret::generate());
     settings
 }
 
@@ -125,6 +126,7 @@ impl TestGeoffrey {
         instance::create(
             store,
             &self.services.apps,
+            &self.services.keyring,
             name,
             "https://forum.example.com",
             secret,
@@ -136,11 +138,18 @@ impl TestGeoffrey {
 
     /// Replaces an instance's `apps` section.
     pub async fn set_apps(&self, name: &str, apps: Value) {
-        let store = self.services.store.as_ref();
-        let current = instance::load(store, name).await.unwrap();
+        self.edit_config(name, |document| document["apps"] = apps)
+            .await;
+    }
+
+    /// Loads an instance's `CONFIG`, lets `change` edit it, and saves it.
+    pub async fn edit_config(&self, name: &str, change: impl FnOnce(&mut Value)) {
+        let services = &self.services;
+        let (store, apps, keyring) = (services.store.as_ref(), &services.apps, &services.keyring);
+        let current = instance::load(store, apps, keyring, name).await.unwrap();
         let mut document = serde_json::to_value(&current.config).unwrap();
-        document["apps"] = apps;
-        instance::save(store, &self.services.apps, name, &current.rev, document)
+        change(&mut document);
+        instance::save(store, apps, keyring, name, &current.rev, document)
             .await
             .unwrap();
     }

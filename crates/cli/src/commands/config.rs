@@ -12,9 +12,19 @@ use std::sync::Arc;
 pub async fn run(services: Arc<Services>, command: ConfigCommand) -> anyhow::Result<()> {
     match command {
         ConfigCommand::Show { name } => {
-            let stored = instance::load(services.store.as_ref(), &name).await?;
-            let mut shown = instance::masked(&stored.config, &services.apps);
-            shown["_rev"] = Value::from(stored.rev);
+            let editable = instance::load_for_edit(
+                services.store.as_ref(),
+                &services.apps,
+                &services.keyring,
+                &name,
+            )
+            .await?;
+            for err in &editable.unreadable {
+                eprintln!("warning: {err}; it is shown as null");
+            }
+            let mut shown = editable.document;
+            instance::mask(&mut shown, &services.apps);
+            shown["_rev"] = Value::from(editable.rev);
             crate::output::out!("{}", serde_json::to_string_pretty(&shown)?);
         }
         ConfigCommand::Set { name, file } => {
@@ -24,11 +34,17 @@ pub async fn run(services: Arc<Services>, command: ConfigCommand) -> anyhow::Res
             )?;
             let rev = match document.as_object_mut().and_then(|o| o.remove("_rev")) {
                 Some(Value::String(rev)) => rev,
-                _ => instance::load(services.store.as_ref(), &name).await?.rev,
+                _ => {
+                    let store = services.store.as_ref();
+                    instance::load_for_edit(store, &services.apps, &services.keyring, &name)
+                        .await?
+                        .rev
+                }
             };
             let rev = instance::save(
                 services.store.as_ref(),
                 &services.apps,
+                &services.keyring,
                 &name,
                 &rev,
                 document,
@@ -37,7 +53,7 @@ pub async fn run(services: Arc<Services>, command: ConfigCommand) -> anyhow::Res
             eprintln!("Saved the configuration of {name:?} (revision {rev}).");
         }
         ConfigCommand::Check { name } => {
-            let stored = instance::load(services.store.as_ref(), &name).await?;
+            let stored = services.configs.get(&name).await?;
             let settings = &services.settings;
             let http = OutboundClient::new(&settings.outbound, settings.worker.job_timeout)?;
             let mut failed = 0;

@@ -69,6 +69,6 @@ pub async fn run(services: Arc<Services>, command: FailedCommand) -> anyhow::Res
 }
 
 async fn ensure_instance(services: &Services, name: &str) -> anyhow::Result<()> {
-    geoffrey::instance::load(services.store.as_ref(), name).await?;
+    services.configs.get(name).await?;
     Ok(())
 }

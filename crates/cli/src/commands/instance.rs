@@ -17,6 +17,7 @@ pub async fn run(services: Arc<Services>, command: InstanceCommand) -> anyhow::R
             let config = instance::create(
                 services.store.as_ref(),
                 &services.apps,
+                &services.keyring,
                 &name,
                 &discourse_url,
                 secret,
@@ -41,7 +42,7 @@ pub async fn run(services: Arc<Services>, command: InstanceCommand) -> anyhow::R
 /// Returns "app misconfigured: reason" for each app of the instance marked misconfigured.
 async fn problems_of(services: &Services, name: &str) -> Vec<String> {
     let store = services.store.as_ref();
-    let Ok(stored) = instance::load(store, name).await else {
+    let Ok(stored) = services.configs.get(name).await else {
         return Vec::new();
     };
     let mut problems = Vec::new();

@@ -9,6 +9,7 @@ mod failed;
 mod instance;
 mod logs;
 mod run;
+mod secrets;
 
 use crate::args::{Cli, Command, InstanceCommand};
 use geoffrey::clock::SystemClock;
@@ -36,6 +37,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             | Command::Serve(_)
             | Command::Work
             | Command::Debug(_)
+            | Command::Secrets(crate::args::SecretsCommand::NewKey)
             | Command::Instance(InstanceCommand::Create { .. })
     );
     if reads_existing_data && settings.store.url.is_none() && !settings.data_dir.exists() {
@@ -73,6 +75,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Logs(args) => logs::run(open(&settings).await?, args).await,
         Command::Failed(command) => failed::run(open(&settings).await?, command).await,
         Command::Backfill(command) => backfill::run(open(&settings).await?, command).await,
+        Command::Secrets(command) => secrets::run(&settings, command).await,
         Command::Debug(command) => debug::run(command).await,
     }
 }

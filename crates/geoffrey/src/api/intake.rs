@@ -182,9 +182,9 @@ async fn read_as_member(
         }
         Err(err) => return Err(ApiError::Unavailable(err.to_string())),
     };
-    let config = serde_json::from_value(document.body).map_err(|err| {
-        ApiError::Unavailable(format!("CONFIG of {instance:?} is invalid: {err}"))
-    })?;
+    let config =
+        crate::instance::decode(document.body, instance, &services.apps, &services.keyring)
+            .map_err(|err| ApiError::Unavailable(err.to_string()))?;
     Ok(std::sync::Arc::new(StoredConfig {
         rev: document.rev,
         config,

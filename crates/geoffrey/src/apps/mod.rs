@@ -71,6 +71,11 @@ impl Subscription {
     }
 }
 
+/// Callback for each secret of a configuration: its dotted path, its value, and the value of
+/// the field naming the server it is sent to (`null` when the secret names it itself or is
+/// never sent).
+pub type SecretVisitor<'a> = dyn FnMut(&str, &mut Value, &Value) + 'a;
+
 /// Everything a feature may use to run one job.
 pub struct FeatureContext<'a> {
     pub job: &'a Job,
@@ -141,8 +146,9 @@ pub trait App: Send + Sync + 'static {
     /// section.
     fn validate(&self, section: &Value) -> Vec<FieldError>;
 
-    /// Replaces the secrets in a section with [`crate::secret::MASK`].
-    fn mask_secrets(&self, section: &mut Value);
+    /// Calls `visit` for each secret in a section, with paths relative to the section. Masking
+    /// for display and encryption at rest both find the secrets through it.
+    fn visit_secrets(&self, section: &mut Value, visit: &mut SecretVisitor<'_>);
 
     /// Lists (secret field, field of the server it is sent to) pairs of the section. A save
     /// that keeps such a secret masked must not change its server.

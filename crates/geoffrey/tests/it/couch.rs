@@ -111,6 +111,7 @@ async fn server_without_credentials_serves_the_original_route() {
     let mut settings = testkit::geoffrey::test_settings(operator.dir.path());
     settings.store.url = Some(geoffrey::secret::Secret::new(couch.url()));
     settings.queue.url = operator.services.settings.queue.url.clone();
+    settings.secret_key = operator.services.settings.secret_key.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let roles = geoffrey::run::Roles {
         server: true,

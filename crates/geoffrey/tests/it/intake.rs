@@ -96,19 +96,11 @@ async fn missing_signature_is_rejected_unless_opted_in(mode: Mode) {
         "{body}"
     );
 
-    let store = geoffrey.services.store.as_ref();
-    let current = geoffrey::instance::load(store, "forum").await.unwrap();
-    let mut document = serde_json::to_value(&current.config).unwrap();
-    document["accept_unsigned"] = json!(true);
-    geoffrey::instance::save(
-        store,
-        &geoffrey.services.apps,
-        "forum",
-        &current.rev,
-        document,
-    )
-    .await
-    .unwrap();
+    geoffrey
+        .edit_config("forum", |document| {
+            document["accept_unsigned"] = json!(true)
+        })
+        .await;
     let (status, body) = geoffrey.send("forum", &delivery).await;
     assert_eq!(status, 200, "{body}");
 

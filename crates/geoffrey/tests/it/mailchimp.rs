@@ -48,15 +48,12 @@ fn signed(event: &str, kind: &str, body: &Value) -> Delivery {
 
 /// Points an instance at the fake Discourse, with the API key it accepts.
 async fn connect_discourse(geoffrey: &TestGeoffrey, instance: &str, url: &str) {
-    let store = geoffrey.services.store.as_ref();
-    let current = geoffrey::instance::load(store, instance).await.unwrap();
-    let mut document = serde_json::to_value(&current.config).unwrap();
-    document["discourse_url"] = json!(url);
-    document["discourse_api_key"] = json!("discourse-api-key");
-    let apps = &geoffrey.services.apps;
-    geoffrey::instance::save(store, apps, instance, &current.rev, document)
-        .await
-        .unwrap();
+    geoffrey
+        .edit_config(instance, |document| {
+            document["discourse_url"] = json!(url);
+            document["discourse_api_key"] = json!("discourse-api-key");
+        })
+        .await;
 }
 
 async fn start(mode: Mode, settings: Value) -> (TestGeoffrey, FakeMailchimp) {
@@ -432,18 +429,11 @@ async fn invalid_key_is_a_replayable_configuration_error(mode: Mode) {
     );
 
     // The operator fixes the key and replays the job: it succeeds and the mark is gone.
-    let current = geoffrey::instance::load(store, "forum").await.unwrap();
-    let mut document = serde_json::to_value(&current.config).unwrap();
-    document["apps"]["mailchimp"]["api_key"] = json!(fake.api_key());
-    geoffrey::instance::save(
-        store,
-        &geoffrey.services.apps,
-        "forum",
-        &current.rev,
-        document,
-    )
-    .await
-    .unwrap();
+    geoffrey
+        .edit_config("forum", |document| {
+            document["apps"]["mailchimp"]["api_key"] = json!(fake.api_key());
+        })
+        .await;
     geoffrey
         .services
         .queue

@@ -10,4 +10,5 @@ mod mailchimp;
 mod outbound;
 mod redis;
 mod relay;
+mod secrets;
 mod sqlite;

@@ -92,7 +92,7 @@ pub async fn progress(
     services: &Services,
     instance: &str,
 ) -> Result<Option<Progress>, BackfillError> {
-    crate::instance::load(services.store.as_ref(), instance).await?;
+    services.configs.get(instance).await?;
     Ok(read(services.store.as_ref(), instance)
         .await?
         .map(|(_, progress)| progress))
@@ -123,7 +123,7 @@ async fn write(
 
 /// Starts a backfill from the first page, unless one is running.
 pub async fn start(services: &Services, instance: &str) -> Result<Progress, BackfillError> {
-    let config = crate::instance::load(services.store.as_ref(), instance).await?;
+    let config = services.configs.get(instance).await?;
     if !config.config.apps.contains_key("mailchimp") {
         return Err(BackfillError::NotConfigured(instance.to_string()));
     }
@@ -189,7 +189,7 @@ async fn set_state(
 }
 
 async fn enqueue(services: &Services, instance: &str, run_id: &str) -> Result<(), BackfillError> {
-    let config = crate::instance::load(services.store.as_ref(), instance).await?;
+    let config = services.configs.get(instance).await?;
     let request_id = run_id.to_string();
     let event = Event {
         id: None,
@@ -203,7 +203,7 @@ async fn enqueue(services: &Services, instance: &str, run_id: &str) -> Result<()
         app: "mailchimp".to_string(),
         feature: super::BACKFILL.to_string(),
         target: None,
-        config_rev: config.rev,
+        config_rev: config.rev.clone(),
         event,
     };
     let delivery = Delivery {

@@ -19,10 +19,10 @@ mod features;
 pub use client::subscriber_hash;
 
 use crate::apps::{
-    App, Attempt, AttemptError, Check, EventFilter, FeatureContext, FieldError, Subscription,
+    App, Attempt, AttemptError, Check, EventFilter, FeatureContext, FieldError, SecretVisitor,
+    Subscription,
 };
 use crate::outbound::OutboundClient;
-use crate::secret::MASK;
 use async_trait::async_trait;
 use config::MailchimpConfig;
 use serde_json::{Value, json};
@@ -77,9 +77,10 @@ impl App for Mailchimp {
         }
     }
 
-    fn mask_secrets(&self, section: &mut Value) {
+    fn visit_secrets(&self, section: &mut Value, visit: &mut SecretVisitor<'_>) {
+        let server = section.get("base_url").cloned().unwrap_or(Value::Null);
         if let Some(key) = section.get_mut("api_key") {
-            *key = Value::from(MASK);
+            visit("api_key", key, &server);
         }
     }
 

@@ -8,8 +8,11 @@
 //! missing field renders as an empty string. `event.name` and `event.id` are also available.
 
 use super::http::{attempt_from_error, attempt_from_response};
-use super::{App, Attempt, AttemptError, EventFilter, FeatureContext, FieldError, Subscription};
-use crate::secret::{MASK, Secret};
+use super::{
+    App, Attempt, AttemptError, EventFilter, FeatureContext, FieldError, SecretVisitor,
+    Subscription,
+};
+use crate::secret::Secret;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -198,13 +201,14 @@ impl App for Relay {
             .collect()
     }
 
-    fn mask_secrets(&self, section: &mut Value) {
+    fn visit_secrets(&self, section: &mut Value, visit: &mut SecretVisitor<'_>) {
         let Some(rules) = section.get_mut("rules").and_then(Value::as_array_mut) else {
             return;
         };
-        for rule in rules {
+        for (index, rule) in rules.iter_mut().enumerate() {
+            // The URL carries its token and names its server, so it has no separate server.
             if let Some(url) = rule.get_mut("url") {
-                *url = Value::from(MASK);
+                visit(&format!("rules[{index}].url"), url, &Value::Null);
             }
         }
     }
@@ -271,6 +275,7 @@ impl App for Relay {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::MASK;
 
     fn section(rule: Value) -> Value {
         json!({ "rules": [rule] })
@@ -358,7 +363,12 @@ mod tests {
     #[test]
     fn urls_are_masked() {
         let mut value = section(json!({ "name": "a", "url": "https://c.example.com/secret" }));
-        Relay.mask_secrets(&mut value);
+        let mut paths = Vec::new();
+        Relay.visit_secrets(&mut value, &mut |path, url, _| {
+            paths.push(path.to_string());
+            *url = Value::from(MASK);
+        });
+        assert_eq!(paths, ["rules[0].url"]);
         assert_eq!(value["rules"][0]["url"], MASK);
     }
 }
