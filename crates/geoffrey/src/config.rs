@@ -33,6 +33,28 @@ pub struct Settings {
     pub store: StoreSettings,
     pub queue: QueueSettings,
     pub outbound: OutboundSettings,
+    pub logs: LogSettings,
+}
+
+/// How long job log entries are kept; see [`crate::retention`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// Entries older than this are deleted; 0 keeps them forever.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// Time between two rounds of deletion, run by every process that runs workers.
+    #[serde(with = "humantime_serde")]
+    pub purge_interval: Duration,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(90 * 24 * 3600),
+            purge_interval: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// Where requests to third parties may go; see [`crate::outbound`].
@@ -158,6 +180,7 @@ impl Default for Settings {
             store: StoreSettings::default(),
             queue: QueueSettings::default(),
             outbound: OutboundSettings::default(),
+            logs: LogSettings::default(),
         }
     }
 }
@@ -255,6 +278,11 @@ impl Settings {
             ));
         }
         self.validate_backends()?;
+        if self.logs.purge_interval.is_zero() {
+            return Err(SettingsError::Invalid(
+                "logs.purge_interval is 0; set a duration such as \"1h\"".to_string(),
+            ));
+        }
         if self.server.max_body_bytes == 0 {
             return Err(SettingsError::Invalid(
                 "server.max_body_bytes is 0; set it to the largest body to accept, in bytes"

@@ -22,6 +22,7 @@ pub mod limit;
 pub mod metrics;
 pub mod outbound;
 pub mod queue;
+pub mod retention;
 pub mod run;
 pub mod secret;
 pub mod services;

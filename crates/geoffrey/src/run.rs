@@ -187,6 +187,8 @@ pub async fn start_with(
         let worker = Worker::new(services.clone())?;
         let stop = shutdown.clone();
         tasks.push(tokio::spawn(async move { worker.run(stop).await }));
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(crate::retention::run(services.clone(), stop)));
     }
 
     Ok(Running {

@@ -116,6 +116,36 @@ macro_rules! store_suite {
             }
 
             #[tokio::test]
+            async fn old_logs_are_purged_in_batches() {
+                let (store, _guard) = $open.await;
+                store.create_database("aging").await.unwrap();
+                let now = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+                let hours_ago = [5_i64, 4, 3, 2, 0];
+                let entries: Vec<_> = hours_ago
+                    .iter()
+                    .zip(1..)
+                    .map(|(hours, seq)| {
+                        let mut entry = entry(seq, "relay", Outcome::Succeeded, "topic_created");
+                        entry.at = now - time::Duration::hours(*hours);
+                        entry.id = geoffrey::store::log_id(entry.at);
+                        entry
+                    })
+                    .collect();
+                store.append_logs("aging", &entries).await.unwrap();
+
+                let cutoff = now - time::Duration::hours(1);
+                assert_eq!(store.purge_logs("aging", cutoff, 2).await.unwrap(), 2);
+                assert_eq!(store.purge_logs("aging", cutoff, 2).await.unwrap(), 2);
+                assert_eq!(store.purge_logs("aging", cutoff, 2).await.unwrap(), 0);
+                let page = store.query_logs("aging", &LogQuery::default()).await.unwrap();
+                let ids: Vec<_> = page.entries.iter().map(|e| e.job_id.as_str()).collect();
+                assert_eq!(ids, ["job-5"]);
+
+                let missing = store.purge_logs("nosuchdb", cutoff, 2).await;
+                assert!(matches!(missing, Err(StoreError::DatabaseNotFound(_))), "{missing:?}");
+            }
+
+            #[tokio::test]
             async fn logs_filter_by_fields_and_time() {
                 let (store, _guard) = $open.await;
                 store.create_database("filtered").await.unwrap();

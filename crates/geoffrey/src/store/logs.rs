@@ -127,6 +127,25 @@ impl LogPage {
 
 /// Log times in RFC 3339 with exactly three fraction digits and `Z`, so that stores can
 /// compare them as strings.
+/// Returns a new log entry id for an entry written at `at`: a UUIDv7 of that millisecond,
+/// so that ids sort by time and a time bounds a range of ids.
+pub fn log_id(at: OffsetDateTime) -> String {
+    let millis = u64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    let random: [u8; 10] = rand::random();
+    uuid::Builder::from_unix_timestamp_millis(millis, &random)
+        .into_uuid()
+        .to_string()
+}
+
+/// Returns the smallest log entry id of the millisecond `at`: every entry written before
+/// `at` has a smaller id.
+pub fn first_log_id_at(at: OffsetDateTime) -> String {
+    let millis = u64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    uuid::Builder::from_unix_timestamp_millis(millis, &[0; 10])
+        .into_uuid()
+        .to_string()
+}
+
 pub mod timestamp {
     use serde::{Deserialize, Deserializer, Serializer};
     use time::OffsetDateTime;

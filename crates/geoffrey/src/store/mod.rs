@@ -10,10 +10,11 @@ pub mod couch;
 mod logs;
 pub mod sqlite;
 
-pub use logs::{LogEntry, LogPage, LogQuery, Outcome, timestamp};
+pub use logs::{LogEntry, LogPage, LogQuery, Outcome, first_log_id_at, log_id, timestamp};
 
 use async_trait::async_trait;
 use serde_json::Value;
+use time::OffsetDateTime;
 use tokio::sync::broadcast;
 
 /// A stored document and the revision it was read at.
@@ -71,6 +72,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Appends log entries in one write.
     async fn append_logs(&self, db: &str, entries: &[LogEntry]) -> StoreResult<()>;
+
+    /// Deletes at most `limit` log entries written before `before`, oldest first, and
+    /// returns how many it deleted.
+    async fn purge_logs(
+        &self,
+        db: &str,
+        before: OffsetDateTime,
+        limit: usize,
+    ) -> StoreResult<usize>;
 
     /// Reads log entries matching `query`, newest first (oldest first with `after`).
     async fn query_logs(&self, db: &str, query: &LogQuery) -> StoreResult<LogPage>;

@@ -300,6 +300,28 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn purge_logs(
+        &self,
+        db: &str,
+        before: time::OffsetDateTime,
+        limit: usize,
+    ) -> StoreResult<usize> {
+        let database = self.database(db)?;
+        let first_kept = crate::store::first_log_id_at(before);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        database
+            .conn
+            .call(move |conn| {
+                let deleted = conn.execute(
+                    "DELETE FROM logs WHERE id IN
+                     (SELECT id FROM logs WHERE id < ?1 ORDER BY id LIMIT ?2)",
+                    params![first_kept, limit],
+                )?;
+                Ok(deleted)
+            })
+            .await
+    }
+
     async fn query_logs(&self, db: &str, query: &LogQuery) -> StoreResult<LogPage> {
         let database = self.database(db)?;
         let query = query.clone();

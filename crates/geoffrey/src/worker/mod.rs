@@ -262,9 +262,10 @@ impl Worker {
             duration,
             attempt.status,
         );
+        let at = self.services.clock.now();
         let entry = LogEntry {
-            id: uuid::Uuid::now_v7().to_string(),
-            at: self.services.clock.now(),
+            id: crate::store::log_id(at),
+            at,
             job_id: job.id.clone(),
             event_id: job.spec.event.id.clone(),
             event: job.spec.event.name.clone(),

@@ -10,5 +10,6 @@ mod mailchimp;
 mod outbound;
 mod redis;
 mod relay;
+mod retention;
 mod secrets;
 mod sqlite;

@@ -241,3 +241,55 @@ pub(super) async fn query(store: &CouchStore, db: &str, query: &LogQuery) -> Sto
         .collect::<StoreResult<Vec<_>>>()?;
     Ok(LogPage::cut(entries, limit, ascending))
 }
+
+/// Deletes the oldest log documents written before `before`. Log ids are UUIDv7, so
+/// `_all_docs` over the id range finds them without an index. CouchDB keeps a small
+/// tombstone for each, which compaction does not remove.
+pub(super) async fn purge(
+    store: &CouchStore,
+    db: &str,
+    before: time::OffsetDateTime,
+    limit: usize,
+) -> StoreResult<usize> {
+    let name = store.db_name(db);
+    let mut url = store.url(&[&name, "_all_docs"]);
+    let end = format!("{ID_PREFIX}{}", crate::store::first_log_id_at(before));
+    url.query_pairs_mut()
+        .append_pair("startkey", &Value::from(ID_PREFIX).to_string())
+        .append_pair("endkey", &Value::from(end).to_string())
+        .append_pair("inclusive_end", "false")
+        .append_pair("limit", &limit.to_string());
+    let (status, body) = store.send(store.request(Method::GET, url, None)).await?;
+    match status {
+        StatusCode::OK => {}
+        StatusCode::NOT_FOUND => return Err(StoreError::DatabaseNotFound(db.to_string())),
+        _ => return Err(unexpected(status, &body)),
+    }
+    let deletions: Vec<Value> = body["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|row| {
+            let rev = row.pointer("/value/rev")?;
+            Some(json!({ "_id": row["id"], "_rev": rev, "_deleted": true }))
+        })
+        .collect();
+    if deletions.is_empty() {
+        return Ok(0);
+    }
+    let url = store.url(&[&name, "_bulk_docs"]);
+    let request = store
+        .request(Method::POST, url, None)
+        .json(&json!({ "docs": deletions }));
+    let (status, body) = store.send(request).await?;
+    if !status.is_success() {
+        return Err(unexpected(status, &body));
+    }
+    let deleted = body
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|result| result.get("ok") == Some(&Value::Bool(true)))
+        .count();
+    Ok(deleted)
+}

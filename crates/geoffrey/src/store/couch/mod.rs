@@ -374,6 +374,15 @@ impl Store for CouchStore {
         logs::query(self, db, query).await
     }
 
+    async fn purge_logs(
+        &self,
+        db: &str,
+        before: time::OffsetDateTime,
+        limit: usize,
+    ) -> StoreResult<usize> {
+        logs::purge(self, db, before, limit).await
+    }
+
     fn changes(&self) -> broadcast::Receiver<Change> {
         self.changes.subscribe()
     }
