@@ -115,7 +115,10 @@ fn start_geoffrey(
             .args(args)
             .arg("--data-dir")
             .arg(dir.path())
-            .env("GEOFFREY_LOG", "warn");
+            .env("GEOFFREY_LOG", "warn")
+            // The benchmark measures throughput, which the per-instance limits would cap.
+            .env("GEOFFREY_LIMITS__DELIVERIES_PER_SECOND", "0")
+            .env("GEOFFREY_LIMITS__MAX_QUEUED_JOBS", "0");
         if let Some((redis, couch)) = &servers {
             command
                 .env("GEOFFREY_QUEUE__URL", redis.url())

@@ -34,6 +34,67 @@ pub struct Settings {
     pub queue: QueueSettings,
     pub outbound: OutboundSettings,
     pub logs: LogSettings,
+    pub limits: LimitSettings,
+}
+
+/// Per-instance intake limits: defaults for every instance, and overrides by name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Deliveries per second each API server accepts for one instance; 0 means no limit.
+    pub deliveries_per_second: u32,
+    /// Deliveries accepted at once before the rate applies.
+    pub burst: u32,
+    /// Jobs one instance may have waiting or running; 0 means no limit.
+    pub max_queued_jobs: u64,
+    /// Overrides for single instances, by name.
+    pub instances: std::collections::BTreeMap<String, InstanceLimitOverrides>,
+}
+
+/// Limits of one instance that differ from the defaults in [`LimitSettings`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InstanceLimitOverrides {
+    pub deliveries_per_second: Option<u32>,
+    pub burst: Option<u32>,
+    pub max_queued_jobs: Option<u64>,
+    /// Largest webhook body of this instance, at most `server.max_body_bytes`.
+    pub max_body_bytes: Option<usize>,
+}
+
+/// The limits that apply to one instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceLimits {
+    pub deliveries_per_second: u32,
+    pub burst: u32,
+    pub max_queued_jobs: u64,
+    pub max_body_bytes: Option<usize>,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            deliveries_per_second: 100,
+            burst: 500,
+            max_queued_jobs: 100_000,
+            instances: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+impl LimitSettings {
+    /// Returns the limits of `instance`: its overrides, or the defaults.
+    pub fn for_instance(&self, instance: &str) -> InstanceLimits {
+        let own = self.instances.get(instance).cloned().unwrap_or_default();
+        InstanceLimits {
+            deliveries_per_second: own
+                .deliveries_per_second
+                .unwrap_or(self.deliveries_per_second),
+            burst: own.burst.unwrap_or(self.burst),
+            max_queued_jobs: own.max_queued_jobs.unwrap_or(self.max_queued_jobs),
+            max_body_bytes: own.max_body_bytes,
+        }
+    }
 }
 
 /// How long job log entries are kept; see [`crate::retention`].
@@ -181,6 +242,7 @@ impl Default for Settings {
             queue: QueueSettings::default(),
             outbound: OutboundSettings::default(),
             logs: LogSettings::default(),
+            limits: LimitSettings::default(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! configured address and waits for a signal.
 
 use crate::api;
+use crate::api::limits::IntakeLimits;
 use crate::apps::AppRegistry;
 use crate::cache::ConfigCache;
 use crate::clock::{SharedClock, SystemClock};
@@ -131,6 +132,10 @@ pub async fn open_services(
         keyring,
         limiter,
         metrics: Arc::default(),
+        limits: Arc::new(IntakeLimits::new(
+            settings.limits.clone(),
+            settings.server.max_body_bytes,
+        )),
         clock,
     }))
 }

@@ -1,5 +1,6 @@
 //! The shared parts a running Geoffrey is made of, handed to the API server and the workers.
 
+use crate::api::limits::IntakeLimits;
 use crate::apps::AppRegistry;
 use crate::cache::ConfigCache;
 use crate::clock::SharedClock;
@@ -22,5 +23,7 @@ pub struct Services {
     /// Limits on requests in flight to third parties, shared by every worker.
     pub limiter: Arc<dyn ConcurrencyLimiter>,
     pub metrics: Arc<Metrics>,
+    /// Per-instance intake limits of this API server.
+    pub limits: Arc<IntakeLimits>,
     pub clock: SharedClock,
 }

@@ -16,8 +16,15 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     BadRequest(String),
-    #[error("body is larger than the limit of {limit} bytes; raise server.max_body_bytes")]
+    #[error(
+        "body is larger than the limit of {limit} bytes; raise server.max_body_bytes, or the \
+         instance's limits.instances.<name>.max_body_bytes"
+    )]
     PayloadTooLarge { limit: usize },
+    /// A per-instance limit was reached; the client should send again after `retry_after`
+    /// seconds.
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after: u64 },
     /// The store or the queue failed; the text is for the log only.
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -31,6 +38,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::BadRequest(_) => "bad request",
             ApiError::PayloadTooLarge { .. } => "payload too large",
+            ApiError::TooManyRequests { .. } => "too many requests",
             ApiError::Unavailable(_) => "unavailable",
         }
     }
@@ -43,6 +51,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         let message = match &self {
@@ -52,6 +61,13 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        (status, Json(json!({ "error": message }))).into_response()
+        let mut response = (status, Json(json!({ "error": message }))).into_response();
+        if let ApiError::TooManyRequests { retry_after, .. } = &self {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(*retry_after),
+            );
+        }
+        response
     }
 }

@@ -81,6 +81,7 @@ pub struct Receipt {
 
 pub async fn accept(services: &Services, incoming: Incoming<'_>) -> Result<Receipt, ApiError> {
     let instance = incoming.instance;
+    services.limits.check_body(instance, incoming.body.len())?;
     let config = match incoming.credentials {
         Credentials::Key { user, password } if services.store.has_accounts() => {
             read_as_member(services, instance, user, password).await?
@@ -91,6 +92,10 @@ pub async fn accept(services: &Services, incoming: Incoming<'_>) -> Result<Recei
             config
         }
     };
+
+    services
+        .limits
+        .take_delivery(instance, std::time::Instant::now())?;
 
     let parsed: Value = serde_json::from_slice(incoming.body)
         .map_err(|err| ApiError::BadRequest(format!("body is not valid JSON: {err}")))?;
@@ -121,11 +126,20 @@ pub async fn accept(services: &Services, incoming: Incoming<'_>) -> Result<Recei
         event_id: event.id.clone(),
         content_key: format!("{}:{}", event.name, event.body_sha256),
     };
+    if !jobs.is_empty() {
+        services
+            .limits
+            .check_queue(instance, services.queue.as_ref())
+            .await?;
+    }
     let admission = services
         .queue
         .admit(&delivery, jobs)
         .await
         .map_err(|err| ApiError::Unavailable(err.to_string()))?;
+    if let Admission::Accepted { jobs } = admission {
+        services.limits.admitted(instance, jobs);
+    }
     Ok(match admission {
         Admission::Accepted { jobs } => Receipt {
             status: "accepted",

@@ -11,6 +11,7 @@
 
 mod error;
 mod intake;
+pub mod limits;
 mod rejections;
 pub mod signature;
 

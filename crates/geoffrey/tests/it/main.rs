@@ -6,6 +6,7 @@ mod captured;
 mod couch;
 mod example_config;
 mod intake;
+mod limits;
 mod mailchimp;
 mod outbound;
 mod redis;

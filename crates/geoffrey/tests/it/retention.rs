@@ -45,12 +45,13 @@ async fn expired_entries_are_purged(mode: Mode) {
     let (status, body) = geoffrey.send("forum", &later).await;
     assert_eq!(status, 200, "{body}");
 
-    let remaining = testkit::eventually(Duration::from_secs(10), "the old entry purged", || async {
-        let logs = geoffrey.logs("forum").await;
-        let only_new = logs.len() == 1 && logs[0].id != old[0].id;
-        only_new.then_some(logs)
-    })
-    .await;
+    let remaining =
+        testkit::eventually(Duration::from_secs(10), "the old entry purged", || async {
+            let logs = geoffrey.logs("forum").await;
+            let only_new = logs.len() == 1 && logs[0].id != old[0].id;
+            only_new.then_some(logs)
+        })
+        .await;
     assert_eq!(remaining[0].event_id.as_deref(), Some("4112"));
 }
 
