@@ -5,6 +5,8 @@
 //! `Retry-After` header or in `extras.wait_seconds`. The client reports that wait, so callers
 //! can pause instead of failing.
 
+pub mod markdown;
+
 use crate::apps::AttemptError;
 use crate::apps::http::attempt_from_error;
 use crate::instance::InstanceConfig;
