@@ -4,6 +4,7 @@
 
 mod captured;
 mod couch;
+mod discourse;
 mod example_config;
 mod intake;
 mod limits;
