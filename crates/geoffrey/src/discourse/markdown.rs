@@ -2,8 +2,8 @@
 //!
 //! A form submission ends up inside a post that Geoffrey writes, so its values must render as
 //! the literal text the submitter typed. They must not add mentions that notify users or
-//! groups, category hashtags, links, images, HTML, quotes, polls, headings, lists or emoji:
-//! only the form's template may add those.
+//! groups, category hashtags, links, images, HTML, quotes, polls, headings, lists or `:name:`
+//! emoji: only the form's template may add those.
 //!
 //! Two mechanisms are needed, because Discourse recognizes some syntax after markdown-it has
 //! already removed the backslashes:
@@ -29,7 +29,8 @@
 //!
 //! NOTE: No real Discourse instance was used. That Discourse keeps U+200B in a post's raw text
 //! is inferred from `TextCleaner`, which strips it from titles only, and plugins that add
-//! their own syntax were not examined.
+//! their own syntax were not examined. Emoji shortcuts that do not start with `:`, such as
+//! `;)` or `<3`, can still become emoji images when the site enables them.
 
 /// Zero-width space, inserted where Discourse could otherwise start a mention, hashtag or emoji.
 pub const NAME_BREAK: char = '\u{200B}';
