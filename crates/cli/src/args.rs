@@ -87,12 +87,21 @@ pub enum Command {
     /// the instance's configuration.
     #[command(subcommand)]
     Backfill(BackfillCommand),
+    /// Lists an instance's hosted forms with their addresses and embed snippets.
+    #[command(subcommand)]
+    Forms(FormsCommand),
     /// Manages the key that encrypts the secrets stored in each instance's configuration.
     #[command(subcommand)]
     Secrets(SecretsCommand),
     /// Tools for trying Geoffrey out.
     #[command(subcommand)]
     Debug(DebugCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FormsCommand {
+    /// Prints each form's address and an HTML snippet that embeds it in another website.
+    List { name: String },
 }
 
 #[derive(Debug, Subcommand)]

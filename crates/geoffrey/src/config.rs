@@ -175,6 +175,9 @@ pub struct ServerSettings {
     pub public_url: Option<String>,
     /// Largest accepted webhook body in bytes; larger ones get 413.
     pub max_body_bytes: usize,
+    /// Header in which a reverse proxy passes the client's address, such as
+    /// `X-Forwarded-For`; the last address in it counts. Unset, the peer address counts.
+    pub client_ip_header: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -253,6 +256,7 @@ impl Default for ServerSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: None,
             max_body_bytes: 2 * 1024 * 1024,
+            client_ip_header: None,
         }
     }
 }

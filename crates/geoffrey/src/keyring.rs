@@ -18,6 +18,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -63,6 +64,8 @@ pub enum OpenError {
 struct Key {
     id: String,
     cipher: XChaCha20Poly1305,
+    /// Key of [`Keyring::sign`], derived so that it differs from the encryption key.
+    signing: [u8; 32],
 }
 
 impl Key {
@@ -75,9 +78,14 @@ impl Key {
             .chain_update(b"geoffrey key id\0")
             .chain_update(bytes)
             .finalize();
+        let signing = Sha256::new()
+            .chain_update(b"geoffrey signing key\0")
+            .chain_update(bytes)
+            .finalize();
         Ok(Self {
             id: hex::encode(&digest[..4]),
             cipher: XChaCha20Poly1305::new(&bytes.into()),
+            signing: signing.into(),
         })
     }
 }
@@ -171,6 +179,26 @@ impl Keyring {
         String::from_utf8(plain).map_err(|_| damaged())
     }
 
+    /// Returns a MAC of `message` (HMAC-SHA256, hex) with a key derived from the current
+    /// key, so that every process of a deployment can check what another one signed.
+    pub fn sign(&self, message: &str) -> String {
+        hex::encode(
+            signer(&self.current.signing, message)
+                .finalize()
+                .into_bytes(),
+        )
+    }
+
+    /// Checks a MAC made by [`Keyring::sign`] with the current key, in constant time.
+    pub fn verify(&self, message: &str, mac: &str) -> bool {
+        let Ok(bytes) = hex::decode(mac) else {
+            return false;
+        };
+        signer(&self.current.signing, message)
+            .verify_slice(&bytes)
+            .is_ok()
+    }
+
     /// Returns whether `value` is sealed with the current key; plain values are not.
     pub fn is_current(&self, value: &str) -> bool {
         value
@@ -178,6 +206,13 @@ impl Keyring {
             .and_then(|rest| rest.split_once(':'))
             .is_some_and(|(id, _)| id == self.current.id)
     }
+}
+
+fn signer(key: &[u8; 32], message: &str) -> Hmac<Sha256> {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+    mac.update(message.as_bytes());
+    mac
 }
 
 /// Returns a new random key, hex-encoded, for `GEOFFREY_SECRET_KEY`.
@@ -270,6 +305,17 @@ mod tests {
             .expect_err("the old key is gone");
         assert_eq!(err, OpenError::UnknownKey(old.current_id().to_string()));
         assert!(err.to_string().contains("GEOFFREY_PREVIOUS_SECRET_KEY"));
+    }
+
+    #[test]
+    fn signatures_verify_with_the_same_key_only() {
+        let keyring = Keyring::from_hex(KEY_A, &[]).expect("valid key");
+        let mac = keyring.sign("forum/apply/1800000000000");
+        assert!(keyring.verify("forum/apply/1800000000000", &mac));
+        assert!(!keyring.verify("forum/apply/1800000000001", &mac));
+        assert!(!keyring.verify("forum/apply/1800000000000", "zz"));
+        let other = Keyring::from_hex(KEY_B, &[]).expect("valid key");
+        assert!(!other.verify("forum/apply/1800000000000", &mac));
     }
 
     #[test]

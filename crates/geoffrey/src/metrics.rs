@@ -24,6 +24,13 @@ struct DeliveryLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SubmissionLabels {
+    /// accepted, duplicate, invalid, or the reason it was rejected: spam, too_fast,
+    /// stale_form, rate_limited, unauthorized, too_large, unavailable.
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AttemptLabels {
     app: String,
     feature: String,
@@ -53,6 +60,7 @@ struct QueueLabels {
 pub struct Metrics {
     registry: Registry,
     deliveries: Family<DeliveryLabels, Counter>,
+    submissions: Family<SubmissionLabels, Counter>,
     attempts: Family<AttemptLabels, Counter>,
     durations: Family<FeatureLabels, Histogram>,
     responses: Family<ResponseLabels, Counter>,
@@ -67,6 +75,13 @@ impl Default for Metrics {
             "deliveries",
             "Webhook deliveries by outcome",
             deliveries.clone(),
+        );
+
+        let submissions = Family::default();
+        registry.register(
+            "form_submissions",
+            "Form submissions by outcome",
+            submissions.clone(),
         );
 
         let attempts = Family::default();
@@ -102,6 +117,7 @@ impl Default for Metrics {
         Self {
             registry,
             deliveries,
+            submissions,
             attempts,
             durations,
             responses,
@@ -118,6 +134,14 @@ impl Metrics {
             reason: reason.to_string(),
         };
         self.deliveries.get_or_create(&labels).inc();
+    }
+
+    /// Counts a form submission by outcome.
+    pub fn submission(&self, outcome: &str) {
+        let labels = SubmissionLabels {
+            outcome: outcome.to_string(),
+        };
+        self.submissions.get_or_create(&labels).inc();
     }
 
     /// Counts one job attempt, its duration and the third party's response status.

@@ -178,6 +178,7 @@ pub async fn start_with(
         let app = api::router(services.clone());
         let stop = shutdown.clone();
         tasks.push(tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { stop.cancelled().await })
                 .await;

@@ -6,6 +6,7 @@ mod backfill;
 mod config;
 mod debug;
 mod failed;
+mod forms;
 mod instance;
 mod logs;
 mod run;
@@ -75,6 +76,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Logs(args) => logs::run(open(&settings).await?, args).await,
         Command::Failed(command) => failed::run(open(&settings).await?, command).await,
         Command::Backfill(command) => backfill::run(open(&settings).await?, command).await,
+        Command::Forms(command) => forms::run(open(&settings).await?, command).await,
         Command::Secrets(command) => secrets::run(&settings, command).await,
         Command::Debug(command) => debug::run(command).await,
     }

@@ -30,6 +30,42 @@ struct Bucket {
     updated: Instant,
 }
 
+/// Token buckets by key, such as an instance or a submitter's address.
+#[derive(Default)]
+pub struct Buckets {
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+/// Buckets kept before full ones are dropped, so that many addresses cannot grow the map
+/// without bound.
+const MAX_BUCKETS: usize = 10_000;
+
+impl Buckets {
+    /// Takes one token from `key`'s bucket of `capacity` tokens refilled at `rate` per
+    /// second, or returns the time until one is available.
+    pub fn take(&self, key: &str, rate: f64, capacity: f64, now: Instant) -> Result<(), Duration> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(key) {
+            buckets.retain(|_, bucket| {
+                let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
+                bucket.tokens + elapsed * rate < capacity
+            });
+        }
+        let bucket = buckets.entry(key.to_string()).or_insert(Bucket {
+            tokens: capacity,
+            updated: now,
+        });
+        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * rate).min(capacity);
+        bucket.updated = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            return Ok(());
+        }
+        Err(Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
+    }
+}
+
 struct Depth {
     jobs: u64,
     read_at: Instant,
@@ -39,7 +75,9 @@ pub struct IntakeLimits {
     settings: LimitSettings,
     /// The server-wide body limit, which an instance's own limit cannot raise.
     max_body_bytes: usize,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    deliveries: Buckets,
+    /// Form submissions, by form and by form and address.
+    pub submissions: Buckets,
     depths: Mutex<HashMap<String, Depth>>,
 }
 
@@ -48,7 +86,8 @@ impl IntakeLimits {
         Self {
             settings,
             max_body_bytes,
-            buckets: Mutex::default(),
+            deliveries: Buckets::default(),
+            submissions: Buckets::default(),
             depths: Mutex::default(),
         }
     }
@@ -78,19 +117,10 @@ impl IntakeLimits {
         }
         let rate = f64::from(limits.deliveries_per_second);
         let capacity = f64::from(limits.burst.max(1));
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let bucket = buckets.entry(instance.to_string()).or_insert(Bucket {
-            tokens: capacity,
-            updated: now,
-        });
-        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * rate).min(capacity);
-        bucket.updated = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+        let Err(wait) = self.deliveries.take(instance, rate, capacity, now) else {
             return Ok(());
-        }
-        let wait = ((1.0 - bucket.tokens) / rate).ceil().max(1.0);
+        };
+        let wait = wait.as_secs_f64().ceil().max(1.0);
         Err(ApiError::TooManyRequests {
             message: format!(
                 "instance {instance:?} sent more than {} deliveries per second; \

@@ -5,11 +5,13 @@
 //! - `POST /api/{resource}/{action}?key=user:password@instance`: the original route form,
 //!   where the path names the event (`/api/posts/new` is `post_created`) when Discourse's
 //!   headers are absent.
+//! - `GET|POST /forms/{instance}/{form}`: hosted forms; see [`forms`].
 //! - `GET /healthz`: the process is up.
 //! - `GET /readyz`: the store and the queue respond; 503 names the one that does not.
 //! - `GET /metrics`: Prometheus metrics in the OpenMetrics text format.
 
 mod error;
+pub mod forms;
 mod intake;
 pub mod limits;
 mod rejections;
@@ -36,6 +38,10 @@ pub fn router(services: Arc<Services>) -> Router {
     Router::new()
         .route("/hooks/discourse/{instance}", post(discourse_hook))
         .route("/api/{resource}/{action}", post(original_hook))
+        .route(
+            "/forms/{instance}/{form}",
+            get(forms::show).post(forms::submit),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readiness))
         .route("/metrics", get(metrics))

@@ -20,6 +20,7 @@ pub fn attempt_from_response(status: u16, body: &str) -> Attempt {
         response,
         error,
         continue_later: false,
+        retry_after: None,
     }
 }
 
@@ -32,6 +33,7 @@ pub fn attempt_from_error(err: &SendError) -> Attempt {
         response: None,
         error: Some(error),
         continue_later: false,
+        retry_after: None,
     };
     if let Some(rejected) = err.rejection() {
         return failed(AttemptError::Configuration(rejected.to_string()));

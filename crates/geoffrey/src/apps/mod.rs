@@ -6,6 +6,7 @@
 //! module here and a line in [`AppRegistry::builtin`], and nothing in the server or worker.
 
 mod filter;
+pub mod forms;
 pub mod http;
 pub mod mailchimp;
 pub mod relay;
@@ -123,6 +124,9 @@ pub struct Attempt {
     /// Set by a long feature (such as a backfill) that made progress and has more to do: the
     /// job goes back to the queue to continue, without counting an attempt.
     pub continue_later: bool,
+    /// The least time before a transient failure is retried, when the third party said how
+    /// long to wait (a 429 with a wait time). The backoff delay applies when it is longer.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 /// One finding of [`App::check`].
@@ -178,7 +182,11 @@ pub struct AppRegistry {
 impl AppRegistry {
     /// Returns every app that ships with Geoffrey.
     pub fn builtin() -> Self {
-        Self::with(vec![Arc::new(relay::Relay), Arc::new(mailchimp::Mailchimp)])
+        Self::with(vec![
+            Arc::new(relay::Relay),
+            Arc::new(mailchimp::Mailchimp),
+            Arc::new(forms::Forms),
+        ])
     }
 
     pub fn with(apps: Vec<Arc<dyn App>>) -> Self {

@@ -246,6 +246,7 @@ impl Worker {
             }
             Some(AttemptError::Transient(_)) => {
                 let delay = self.backoff.delay(job.attempt, &mut rand::rng());
+                let delay = delay.max(attempt.retry_after.unwrap_or_default());
                 (Outcome::Retrying, Decision::Retry(delay))
             }
         };

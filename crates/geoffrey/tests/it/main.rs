@@ -6,6 +6,7 @@ mod captured;
 mod couch;
 mod discourse;
 mod example_config;
+mod forms;
 mod intake;
 mod limits;
 mod mailchimp;

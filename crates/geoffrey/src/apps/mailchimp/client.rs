@@ -62,6 +62,7 @@ impl Reply {
             response: Some(truncate(&self.text, MAX_LOGGED_BODY)),
             error,
             continue_later: false,
+            retry_after: None,
         }
     }
 }

@@ -28,6 +28,7 @@ fn skipped(reason: &str) -> Attempt {
         response: Some(format!("skipped: {reason}")),
         error: None,
         continue_later: false,
+        retry_after: None,
     }
 }
 
@@ -226,6 +227,44 @@ pub async fn subscribe(context: &FeatureContext<'_>, config: &MailchimpConfig) -
         return skipped("the consent user field is not true");
     }
 
+    let reply = match put_member(context, config, email, merge_fields(config, user)).await {
+        Ok(reply) => reply,
+        Err(attempt) => return attempt,
+    };
+    let synced = SyncedUser {
+        email: email.to_string(),
+        list_id: config.list_id.clone(),
+        left: None,
+    };
+    let rev = state.as_ref().map(|(rev, _)| rev.as_str());
+    if let Err(err) = save_state(context, user_id, rev, &synced).await {
+        return transient(format!("saving the app state failed: {err}"));
+    }
+    reply.into_attempt()
+}
+
+/// Subscribes an address that is not a forum user's, such as a form submitter who ticked
+/// the consent box. Like [`subscribe`], it never sends `status`.
+pub async fn subscribe_address(
+    context: &FeatureContext<'_>,
+    config: &MailchimpConfig,
+    email: &str,
+    merge_fields: Map<String, Value>,
+) -> Attempt {
+    match put_member(context, config, email, merge_fields).await {
+        Ok(reply) => reply.into_attempt(),
+        Err(attempt) => attempt,
+    }
+}
+
+/// Adds or updates a member with `status_if_new` and the static tags, returning the PUT's
+/// reply, or the failed attempt.
+async fn put_member(
+    context: &FeatureContext<'_>,
+    config: &MailchimpConfig,
+    email: &str,
+    merge_fields: Map<String, Value>,
+) -> Result<Reply, Attempt> {
     let status_if_new = match config.consent.mode {
         ConsentMode::DoubleOptIn => "pending",
         ConsentMode::UserField | ConsentMode::Everyone => "subscribed",
@@ -233,7 +272,7 @@ pub async fn subscribe(context: &FeatureContext<'_>, config: &MailchimpConfig) -
     let mut body = json!({
         "email_address": email,
         "status_if_new": status_if_new,
-        "merge_fields": merge_fields(config, user),
+        "merge_fields": merge_fields,
     });
     if !config.static_tags.is_empty() {
         body["tags"] = json!(config.static_tags);
@@ -250,7 +289,7 @@ pub async fn subscribe(context: &FeatureContext<'_>, config: &MailchimpConfig) -
         config,
     );
     if !reply.is_success() {
-        return explain_forgotten(context, email, reply.into_attempt()).await;
+        return Err(explain_forgotten(context, email, reply.into_attempt()).await);
     }
     if !config.static_tags.is_empty() {
         // Tags in a PUT apply only to new members, so existing members get them here.
@@ -269,19 +308,10 @@ pub async fn subscribe(context: &FeatureContext<'_>, config: &MailchimpConfig) -
         )
         .await;
         if !tagged.is_success() {
-            return tagged.into_attempt();
+            return Err(tagged.into_attempt());
         }
     }
-    let synced = SyncedUser {
-        email: email.to_string(),
-        list_id: config.list_id.clone(),
-        left: None,
-    };
-    let rev = state.as_ref().map(|(rev, _)| rev.as_str());
-    if let Err(err) = save_state(context, user_id, rev, &synced).await {
-        return transient(format!("saving the app state failed: {err}"));
-    }
-    reply.into_attempt()
+    Ok(reply)
 }
 
 /// Updates the member of a user Geoffrey has no record of, such as one added by a backfill,

@@ -18,6 +18,26 @@ mod features;
 
 pub use client::subscriber_hash;
 
+/// Subscribes an address to the audience of an instance's `mailchimp` section, for other
+/// apps' features such as a form's consent checkbox.
+pub async fn subscribe_address(
+    context: &FeatureContext<'_>,
+    section: &Value,
+    email: &str,
+    merge_fields: serde_json::Map<String, Value>,
+) -> Attempt {
+    match MailchimpConfig::parse(section) {
+        Ok(config) => features::subscribe_address(context, &config, email, merge_fields).await,
+        Err(err) => Attempt {
+            error: Some(AttemptError::Configuration(format!(
+                "apps.mailchimp.{} is invalid: {}",
+                err.path, err.message
+            ))),
+            ..Attempt::default()
+        },
+    }
+}
+
 use crate::apps::{
     App, Attempt, AttemptError, Check, EventFilter, FeatureContext, FieldError, SecretVisitor,
     Subscription,
