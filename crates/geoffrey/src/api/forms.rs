@@ -216,8 +216,10 @@ impl Submission<'_> {
         )
     }
 
-    /// Takes a token from the per-form and per-address buckets, or returns the wait.
-    fn take_rate(&self) -> Result<(), Duration> {
+    /// Takes a token from the per-form bucket and, for page submissions, the per-address
+    /// bucket, or returns the wait. JSON submissions come from a service that holds the
+    /// form's secret, often from one address, so only the per-form limit applies to them.
+    fn take_rate(&self, per_address: bool) -> Result<(), Duration> {
         let form = self.form();
         let buckets: &Buckets = &self.services.limits.submissions;
         let now = Instant::now();
@@ -225,6 +227,9 @@ impl Submission<'_> {
         let per_hour = f64::from(form.submissions_per_hour_per_address.max(1));
         let form_key = format!("{}/{}", self.instance, form.name);
         buckets.take(&form_key, per_minute / 60.0, per_minute, now)?;
+        if !per_address {
+            return Ok(());
+        }
         let address_key = format!("{form_key}/{}", self.address);
         buckets.take(&address_key, per_hour / 3600.0, per_hour, now)
     }
@@ -235,7 +240,7 @@ impl Submission<'_> {
         if let Some(rejection) = self.reject_robot(&values) {
             return rejection;
         }
-        if let Err(wait) = self.take_rate() {
+        if let Err(wait) = self.take_rate(true) {
             return self.rate_limited(wait);
         }
 
@@ -329,7 +334,7 @@ impl Submission<'_> {
             let message = "the body is not a JSON object".to_string();
             return self.json_error(StatusCode::BAD_REQUEST, "invalid", message);
         };
-        if let Err(wait) = self.take_rate() {
+        if let Err(wait) = self.take_rate(false) {
             let seconds = wait.as_secs().max(1);
             let message = format!(
                 "too many submissions to form {:?}; send again in {seconds} seconds",

@@ -6,6 +6,7 @@ use geoffrey::run::Roles;
 use geoffrey::store::Outcome;
 use serde_json::{Value, json};
 use std::time::Duration;
+use testkit::discourse::FakeDiscourse;
 use testkit::geoffrey::{Mode, TestGeoffrey};
 
 const JSON_SECRET: &str = "form-json-secret-1234";
@@ -32,16 +33,44 @@ fn apply_form(extra: Value) -> Value {
 
 struct FormSite {
     geoffrey: TestGeoffrey,
-    clock: ManualClock,
+    /// The clock the pages' time fields use; `None` runs on the system clock.
+    clock: Option<ManualClock>,
 }
 
 impl FormSite {
-    async fn start(mode: Mode, form: Value) -> Self {
+    async fn start(mode: Mode, apps: Value) -> Self {
         let clock = ManualClock::starting_at(1_800_000_000_000);
-        let geoffrey =
-            TestGeoffrey::start_with(mode, |_| {}, Some(clock.clone()), Roles::ALL).await;
-        geoffrey.create_instance("forum", form).await;
+        Self::start_with(mode, apps, Some(clock), |_| {}).await
+    }
+
+    async fn start_with(
+        mode: Mode,
+        apps: Value,
+        clock: Option<ManualClock>,
+        adjust: impl FnOnce(&mut geoffrey::config::Settings),
+    ) -> Self {
+        let geoffrey = TestGeoffrey::start_with(mode, adjust, clock.clone(), Roles::ALL).await;
+        geoffrey.create_instance("forum", apps).await;
         Self { geoffrey, clock }
+    }
+
+    /// Moves the manual clock past the minimum fill time.
+    fn wait_to_fill(&self) {
+        let clock = self
+            .clock
+            .as_ref()
+            .expect("page tests run on the manual clock");
+        clock.advance(Duration::from_secs(5));
+    }
+
+    /// Points the instance at the fake Discourse, with the key it accepts.
+    async fn connect(&self, discourse: &FakeDiscourse) {
+        self.geoffrey
+            .edit_config("forum", |document| {
+                document["discourse_url"] = json!(discourse.url);
+                document["discourse_api_key"] = json!(testkit::discourse::API_KEY);
+            })
+            .await;
     }
 
     fn url(&self) -> String {
@@ -82,7 +111,7 @@ impl FormSite {
     /// Opens the page, waits the minimum fill time and sends `fields`.
     async fn fill(&self, fields: &[(&str, &str)]) -> (u16, String) {
         let (_, _, started) = self.open().await;
-        self.clock.advance(Duration::from_secs(5));
+        self.wait_to_fill();
         let mut all = vec![("started", started.as_str()), ("website", "")];
         all.extend_from_slice(fields);
         self.post(&all).await
@@ -180,7 +209,7 @@ async fn invalid_fields_keep_the_input(mode: Mode) {
 async fn honeypot_submission_is_not_stored(mode: Mode) {
     let site = FormSite::start(mode, apply_form(json!({}))).await;
     let (_, _, started) = site.open().await;
-    site.clock.advance(Duration::from_secs(5));
+    site.wait_to_fill();
     let mut fields = vec![
         ("started", started.as_str()),
         ("website", "https://spam.example"),
@@ -244,7 +273,7 @@ async fn submissions_per_address_are_limited(mode: Mode) {
 async fn double_submission_is_queued_once(mode: Mode) {
     let site = FormSite::start(mode, apply_form(json!({}))).await;
     let (_, _, started) = site.open().await;
-    site.clock.advance(Duration::from_secs(5));
+    site.wait_to_fill();
     let mut fields = vec![("started", started.as_str())];
     fields.extend_from_slice(&ADA);
     assert_eq!(site.post(&fields).await.0, 200);
@@ -295,6 +324,185 @@ async fn unknown_form_and_large_body_are_rejected(mode: Mode) {
     assert_eq!(status, 413);
 }
 
+/// The apply form with a topic, a message to the volunteers and an invitation.
+fn with_discourse_actions() -> Value {
+    apply_form(json!({ "actions": {
+        "topic": {
+            "category_id": 4,
+            "title": "Application from {{ name }}",
+            "body": "{{ name }} wrote:\n\n{{ about }}"
+        },
+        "private_message": {
+            "groups": ["volunteers"],
+            "title": "New application",
+            "body": "{{ name }} ({{ email }}) applied."
+        },
+        "invite": { "email_field": "email", "message": "Welcome, {{ name }}!" }
+    }}))
+}
+
+async fn actions_reach_discourse(mode: Mode) {
+    let discourse = FakeDiscourse::start(Vec::new(), testkit::discourse::API_KEY).await;
+    let site = FormSite::start(mode, with_discourse_actions()).await;
+    site.connect(&discourse).await;
+    let about = "Hi @admin and #staff, see [this](https://evil.example) <img src=x>";
+    let (status, html) = site
+        .fill(&[
+            ("name", "Ada Quill"),
+            ("email", "ada@example.com"),
+            ("about", about),
+        ])
+        .await;
+    assert_eq!(status, 200, "{html}");
+
+    let logs = site.geoffrey.wait_for_logs("forum", 4).await;
+    let mut features: Vec<(&str, Outcome)> = logs
+        .iter()
+        .map(|e| (e.feature.as_str(), e.outcome))
+        .collect();
+    features.sort_by_key(|(feature, _)| *feature);
+    assert_eq!(
+        features,
+        [
+            ("create_topic", Outcome::Succeeded),
+            ("invite", Outcome::Succeeded),
+            ("private_message", Outcome::Succeeded),
+            ("record", Outcome::Succeeded),
+        ],
+        "{logs:?}"
+    );
+
+    let topics = discourse.topics();
+    assert_eq!(topics.len(), 1);
+    assert_eq!(topics[0].title, "Application from Ada Quill");
+    assert_eq!(topics[0].category_id, Some(4));
+    let raw = &topics[0].raw;
+    assert!(raw.starts_with("Ada Quill wrote:\n\n"), "{raw}");
+    for injected in ["@admin", "#staff", "[this](", " <img"] {
+        assert!(
+            !raw.contains(injected),
+            "{injected} reached the post: {raw}"
+        );
+    }
+    let messages = discourse.private_messages();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].group_names, ["volunteers"]);
+    let invites = discourse.invites();
+    assert_eq!(invites.len(), 1);
+    assert_eq!(invites[0].email, "ada@example.com");
+    assert_eq!(
+        invites[0].custom_message.as_deref(),
+        Some("Welcome, Ada Quill!")
+    );
+}
+
+async fn rejected_topic_fails_alone(mode: Mode) {
+    let discourse = FakeDiscourse::start(Vec::new(), testkit::discourse::API_KEY).await;
+    let mut apps = with_discourse_actions();
+    // Discourse wants titles of 15 characters or more.
+    apps["forms"]["forms"][0]["actions"]["topic"]["title"] = json!("{{ name }}");
+    let site = FormSite::start(mode, apps).await;
+    site.connect(&discourse).await;
+    assert_eq!(site.fill(&ADA).await.0, 200);
+
+    let logs = site.geoffrey.wait_for_logs("forum", 4).await;
+    let topic = logs.iter().find(|e| e.feature == "create_topic").unwrap();
+    assert_eq!(topic.outcome, Outcome::FailedPermanently);
+    let error = topic.error.clone().unwrap_or_default();
+    assert!(error.contains("Title"), "{error}");
+    let others = logs.iter().filter(|e| e.feature != "create_topic");
+    assert!(
+        others.into_iter().all(|e| e.outcome == Outcome::Succeeded),
+        "{logs:?}"
+    );
+    assert_eq!(discourse.private_messages().len(), 1);
+}
+
+async fn burst_respects_the_discourse_rate_limit(mode: Mode) {
+    let discourse = FakeDiscourse::start(Vec::new(), testkit::discourse::API_KEY).await;
+    discourse.limit_requests(3, Duration::from_secs(1));
+    let apps = apply_form(json!({ "actions": { "topic": {
+        "category_id": 4, "title": "Application from {{ name }}", "body": "{{ name }} would like to join."
+    }}}));
+    // The system clock, so that retries become due as the rate limit's wait passes.
+    let site = FormSite::start_with(mode, apps, None, |settings| {
+        settings.worker.max_attempts = 20;
+        settings.worker.concurrency = 4;
+    })
+    .await;
+    site.connect(&discourse).await;
+    let names: Vec<String> = (1..=8).map(|n| format!("Applicant number {n}")).collect();
+    for name in &names {
+        let body = json!({ "full_name": name, "email": "x@example.com" });
+        let (status, reply) = site.post_json(JSON_SECRET, &body).await;
+        assert_eq!(status, 200, "{reply}");
+    }
+
+    let topics = testkit::eventually(Duration::from_secs(30), "8 topics", || async {
+        let topics = discourse.topics();
+        (topics.len() >= 8).then_some(topics)
+    })
+    .await;
+    let mut titles: Vec<String> = topics.iter().map(|t| t.title.clone()).collect();
+    titles.sort();
+    let mut expected: Vec<String> = names
+        .iter()
+        .map(|n| format!("Application from {n}"))
+        .collect();
+    expected.sort();
+    assert_eq!(titles, expected, "each applicant's topic exactly once");
+    let logs = site.geoffrey.logs("forum").await;
+    let limited = logs
+        .iter()
+        .filter(|e| e.outcome == Outcome::Retrying)
+        .filter(|e| {
+            e.error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("rate-limited")
+        });
+    assert!(
+        limited.count() > 0,
+        "the limit was reached and waited for: {logs:?}"
+    );
+}
+
+async fn mailchimp_needs_the_consent_box(mode: Mode) {
+    use fake_mailchimp::{FakeConfig, FakeMailchimp};
+    let mailchimp = FakeMailchimp::start(FakeConfig::default()).await;
+    for address in ["ada@example.com", "grace@example.com"] {
+        mailchimp.allow_address(address);
+    }
+    let mut apps = apply_form(json!({ "actions": { "mailchimp": {
+        "email_field": "email", "consent_field": "news", "merge_fields": { "FNAME": "name" }
+    }}}));
+    apps["mailchimp"] = json!({
+        "api_key": mailchimp.api_key(), "base_url": mailchimp.base_url(), "list_id": "aud1",
+        "consent": { "mode": "everyone" },
+    });
+    let site = FormSite::start(mode, apps).await;
+    let (status, _) = site
+        .fill(&[("name", "Grace"), ("email", "grace@example.com")])
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(site.fill(&ADA).await.0, 200);
+
+    let logs = site.geoffrey.wait_for_logs("forum", 4).await;
+    assert!(
+        logs.iter().all(|e| e.outcome == Outcome::Succeeded),
+        "{logs:?}"
+    );
+    assert!(
+        mailchimp.member("aud1", "grace@example.com").is_none(),
+        "no consent, no member"
+    );
+    let member = mailchimp
+        .member("aud1", "ada@example.com")
+        .unwrap_or_else(|| panic!("not subscribed: {logs:?}"));
+    assert_eq!(member.status, "subscribed");
+    assert_eq!(member.merge_fields["FNAME"], "Ada Quill");
+}
+
 testkit::in_both_modes!(
     page_submission_is_recorded,
     invalid_fields_keep_the_input,
@@ -304,4 +512,8 @@ testkit::in_both_modes!(
     double_submission_is_queued_once,
     json_submission_needs_the_secret,
     unknown_form_and_large_body_are_rejected,
+    actions_reach_discourse,
+    rejected_topic_fails_alone,
+    burst_respects_the_discourse_rate_limit,
+    mailchimp_needs_the_consent_box,
 );
