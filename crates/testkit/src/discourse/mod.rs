@@ -171,7 +171,7 @@ pub enum Failure {
 }
 
 /// A topic created through `POST /posts.json`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FakeTopic {
     pub topic_id: u64,
     pub post_id: u64,
@@ -183,7 +183,7 @@ pub struct FakeTopic {
 }
 
 /// A private message created through `POST /posts.json`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FakePrivateMessage {
     pub topic_id: u64,
     pub post_id: u64,
@@ -195,7 +195,7 @@ pub struct FakePrivateMessage {
 }
 
 /// An invite created through `POST /invites.json`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FakeInvite {
     pub id: u64,
     pub email: String,
@@ -266,7 +266,12 @@ impl FakeDiscourse {
 
     /// Starts the fake on 127.0.0.1 serving `forum`.
     pub async fn start_with(forum: Forum) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(forum, "127.0.0.1:0").await
+    }
+
+    /// Starts the fake on `address` serving `forum`.
+    pub async fn start_on(forum: Forum, address: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind(address).await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let shared = Arc::new(Mutex::new(State {
             url: url.clone(),

@@ -20,8 +20,19 @@ pub(super) fn router(shared: Shared) -> Router {
         .route("/invites.json", post(create_invite))
         .route("/categories.json", get(list_categories))
         .route("/groups.json", get(list_groups))
+        .route("/_fake/created", get(list_created))
         .fallback(not_found)
         .with_state(shared)
+}
+
+/// Lists what the fake created, for people trying Geoffrey out: not part of Discourse's API.
+async fn list_created(Extract(shared): Extract<Shared>) -> Json<Value> {
+    let state = shared.lock().unwrap();
+    Json(json!({
+        "topics": state.topics,
+        "private_messages": state.private_messages,
+        "invites": state.invites,
+    }))
 }
 
 async fn not_found() -> Response {
