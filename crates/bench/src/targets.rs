@@ -64,9 +64,10 @@ impl Target {
 /// in KiB. Returns `None` when the process is gone or the field is missing.
 pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status
-        .lines()
-        .find(|line| line.strip_prefix(field).is_some_and(|rest| rest.starts_with(':')))?;
+    let line = status.lines().find(|line| {
+        line.strip_prefix(field)
+            .is_some_and(|rest| rest.starts_with(':'))
+    })?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -137,7 +138,7 @@ fn start_geoffrey(
     };
     // The workers are off, so the rule's URL is never called.
     create_relay_instance(
-        &command,
+        command,
         "bench",
         SECRET,
         "http://127.0.0.1:9/unused",
@@ -206,8 +207,11 @@ fn run_cli(mut command: Command, stdin: Option<&str>) -> anyhow::Result<()> {
         input.write_all(text.as_bytes())?;
     }
     let output = child.wait_with_output()?;
-    // The arguments only: the environment holds the store's credentials.
-    let args: Vec<_> = command.get_args().map(|arg| arg.to_string_lossy()).collect();
+    // The arguments only, because the environment contains the store's credentials.
+    let args: Vec<_> = command
+        .get_args()
+        .map(|arg| arg.to_string_lossy())
+        .collect();
     anyhow::ensure!(
         output.status.success(),
         "geoffrey {} failed: {}",

@@ -18,7 +18,7 @@ pub const SECRET: &str = "soak-secret-0123456789";
 /// Log entries read from CouchDB per request.
 const LOG_PAGE: usize = 5000;
 
-/// Where the backends are and how the workers are set.
+/// Backend URLs and worker settings of a soak.
 pub struct Options {
     pub redis_url: Option<String>,
     pub couch_url: Option<String>,
@@ -78,8 +78,8 @@ impl Deployment {
                 (Some(server), url)
             }
         };
-        // On disk, as CouchDB keeps its data, and to keep a long run's log entries out of
-        // PouchDB Server's memory.
+        // On disk, as CouchDB keeps its data. In memory, every log entry of a long run would
+        // stay in PouchDB Server's memory.
         let (couch, couch_url) = match &options.couch_url {
             Some(url) => (None, url.clone()),
             None => {
@@ -125,7 +125,7 @@ impl Deployment {
             ("GEOFFREY_STORE__URL", self.couch_url.clone()),
             ("GEOFFREY_QUEUE__URL", self.redis_url.clone()),
             ("GEOFFREY_QUEUE__KEY_PREFIX", self.run_id.clone()),
-            // A killed worker's jobs come back after the lease. The receiver answers at
+            // A killed worker's jobs come back after the lease. The receiver responds at
             // once, so a third of the lease is ample for one attempt.
             (
                 "GEOFFREY_WORKER__LEASE",
@@ -213,11 +213,13 @@ impl Deployment {
         let url = format!("http://{}/readyz", self.listen);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let ready = reqwest::get(&url).await.is_ok_and(|r| r.status().is_success());
+            let ready = reqwest::get(&url)
+                .await
+                .is_ok_and(|r| r.status().is_success());
             if ready {
                 return Ok(());
             }
-            self.sample();
+            self.note_exits();
             if let Some(exit) = self.unexpected_exits().first() {
                 anyhow::bail!("{exit}; see the logs in {}", self.work_dir.display());
             }
@@ -261,8 +263,7 @@ impl Deployment {
         let starts = {
             let mut members = self.lock_members();
             for member in members.iter_mut() {
-                if member.series.name.starts_with("redis-server") && member.series.ended.is_none()
-                {
+                if member.series.name.starts_with("redis-server") && member.series.ended.is_none() {
                     member.series.ended = Some(Instant::now());
                 }
             }
@@ -280,19 +281,33 @@ impl Deployment {
         Ok(())
     }
 
-    /// Reads the resident set of every running process, and notes processes that exited.
+    /// Marks the geoffrey processes that exited without the soak killing them.
+    fn note_exits(&self) {
+        let now = Instant::now();
+        for member in self.lock_members().iter_mut() {
+            let Some(child) = member.child.as_mut() else {
+                continue;
+            };
+            if member.series.ended.is_some() {
+                continue;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                member.series.ended = Some(now);
+                member.unexpected_exit = Some(format!(
+                    "{} exited on its own with {status}",
+                    member.series.name
+                ));
+            }
+        }
+    }
+
+    /// Reads the resident set and CPU time of every running process, after noting the
+    /// processes that exited.
     pub fn sample(&self) {
+        self.note_exits();
         let now = Instant::now();
         let mut members = self.lock_members();
         for member in members.iter_mut().filter(|m| m.series.ended.is_none()) {
-            if let Some(child) = member.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    member.series.ended = Some(now);
-                    member.unexpected_exit =
-                        Some(format!("{} exited on its own with {status}", member.series.name));
-                    continue;
-                }
-            }
             let pid = member.series.pid;
             if let Some(rss_kib) = crate::targets::status_kib(pid, "VmRSS") {
                 member.series.samples.push(Sample { at: now, rss_kib });
@@ -317,11 +332,17 @@ impl Deployment {
         f(&series)
     }
 
-    /// Returns the jobs of the soak's instance that are ready, delayed or leased, from the
-    /// API server's `/metrics`.
+    /// Counts the jobs of the soak's instance that are ready, delayed or leased, from the API
+    /// server's `/metrics`.
     pub async fn pending_jobs(&self, http: &reqwest::Client) -> anyhow::Result<u64> {
         let url = format!("http://{}/metrics", self.listen);
-        let text = http.get(&url).send().await?.error_for_status()?.text().await?;
+        let text = http
+            .get(&url)
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
         let instance = format!("instance=\"{}\"", self.run_id);
         let mut pending = None;
         for line in text.lines() {

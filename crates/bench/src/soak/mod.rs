@@ -61,7 +61,7 @@ pub struct SoakArgs {
     /// percentage.
     #[arg(long, default_value_t = 4.0)]
     rss_tolerance_mib: f64,
-    /// Longest wait after the load for the queue to drain.
+    /// Maximum wait after the load for the queue to drain.
     #[arg(long, default_value = "5m")]
     drain_timeout: humantime::Duration,
     /// Redis to use instead of starting redis-server, such as redis://127.0.0.1:6390/. The
@@ -182,41 +182,10 @@ pub async fn run(args: SoakArgs, geoffrey: &Path) -> anyhow::Result<bool> {
     let duration = Duration::from(args.duration);
     let plan = plan(&args, duration)?;
     let receiver = Receiver::start().await;
-    let options = Options {
-        redis_url: args.redis_url.clone(),
-        couch_url: args.couch_url.clone(),
-        workers: args.workers,
-        lease: Duration::from(args.lease),
-    };
-    let deployment = Arc::new(Deployment::start(&options, geoffrey, &receiver.url).await?);
-    eprintln!(
-        "soak: instance {} at {}; process logs in {}",
-        deployment.run_id,
-        deployment.hook_url(),
-        deployment.work_dir().display()
-    );
-    if !deployment.can_restart_redis() && plan.iter().any(|(_, a)| *a == Action::RestartRedis) {
-        eprintln!("soak: Redis is given by URL, so the Redis restarts are skipped");
-    }
+    let deployment = start_deployment(&args, geoffrey, &receiver, &plan).await?;
 
     let redis_before = redis_usage(&deployment).await;
-    let start = Instant::now();
-    let load_end = start + duration;
-    let interval = Duration::from(args.sample_interval);
-    let sampler = tokio::spawn(sample_until(deployment.clone(), load_end, interval));
-    let outage = Duration::from(args.redis_outage);
-    let restarts = tokio::spawn(disrupt(deployment.clone(), start, plan, outage));
-    let sent = sender::send(
-        &deployment.hook_url(),
-        deployment::SECRET,
-        args.rate,
-        start,
-        duration,
-    )
-    .await?;
-    let events = restarts.await?;
-    let host = sampler.await?;
-    let load_elapsed = start.elapsed();
+    let load = drive(&args, &deployment, plan).await?;
 
     let http = reqwest::Client::new();
     let drain_time = drain(&deployment, &http, Duration::from(args.drain_timeout)).await;
@@ -229,9 +198,103 @@ pub async fn run(args: SoakArgs, geoffrey: &Path) -> anyhow::Result<bool> {
         percent: args.rss_tolerance_percent,
         mib: args.rss_tolerance_mib,
     };
+    let report = report::Report {
+        args: &args,
+        load_elapsed: load.elapsed,
+        tally: tally::count(&load.sent, &posts, &logs),
+        memory: judge_memory(&args, &deployment, &load, tolerance),
+        events: load.events,
+        drain_time,
+        tolerance,
+        redis: redis_before.zip(redis_after),
+        host: load.host,
+        unexpected_exits: deployment.unexpected_exits(),
+        logs: deployment.log_summaries(),
+    };
+    report.print();
+    Ok(report.failures().is_empty())
+}
+
+async fn start_deployment(
+    args: &SoakArgs,
+    geoffrey: &Path,
+    receiver: &Receiver,
+    plan: &[(Duration, Action)],
+) -> anyhow::Result<Arc<Deployment>> {
+    let options = Options {
+        redis_url: args.redis_url.clone(),
+        couch_url: args.couch_url.clone(),
+        workers: args.workers,
+        lease: Duration::from(args.lease),
+    };
+    let deployment = Deployment::start(&options, geoffrey, &receiver.url).await?;
+    eprintln!(
+        "soak: instance {} at {}; process logs, rss.csv and host.csv in {}",
+        deployment.run_id,
+        deployment.hook_url(),
+        deployment.work_dir().display()
+    );
+    let restarts_redis = plan.iter().any(|(_, a)| *a == Action::RestartRedis);
+    if !deployment.can_restart_redis() && restarts_redis {
+        eprintln!("soak: Redis is given by URL, so the Redis restarts are skipped");
+    }
+    Ok(Arc::new(deployment))
+}
+
+/// The deliveries, restarts and host samples of the load.
+struct Load {
+    start: Instant,
+    /// Time from the start to the last response.
+    elapsed: Duration,
+    sent: Vec<tally::Sent>,
+    events: Vec<Event>,
+    host: HostSamples,
+}
+
+/// Sends the load while the sampler and the planned restarts run beside it.
+async fn drive(
+    args: &SoakArgs,
+    deployment: &Arc<Deployment>,
+    plan: Vec<(Duration, Action)>,
+) -> anyhow::Result<Load> {
+    let duration = Duration::from(args.duration);
+    let start = Instant::now();
+    let interval = Duration::from(args.sample_interval);
+    let sampler = sample_until(deployment.clone(), start, start + duration, interval);
+    let sampler = tokio::spawn(sampler);
+    let outage = Duration::from(args.redis_outage);
+    let restarts = tokio::spawn(disrupt(deployment.clone(), start, plan, outage));
+
+    let url = deployment.hook_url();
+    let sent = sender::send(&url, deployment::SECRET, args.rate, start, duration).await?;
+    let events = restarts.await?;
+    let host = sampler.await?;
+    let host_file = deployment.work_dir().join("host.csv");
+    if let Err(err) = host.write_csv(&host_file) {
+        eprintln!("soak: writing {} failed: {err}", host_file.display());
+    }
+    Ok(Load {
+        start,
+        elapsed: start.elapsed(),
+        sent,
+        events,
+        host,
+    })
+}
+
+/// Writes every memory sample to `rss.csv` and applies the flatness rule to each process.
+fn judge_memory(
+    args: &SoakArgs,
+    deployment: &Deployment,
+    load: &Load,
+    tolerance: memory::Tolerance,
+) -> Vec<memory::Summary> {
+    let start = load.start;
+    let load_end = start + Duration::from(args.duration);
     // Jobs a restart held up run again within a lease, so processes count as settled then.
     let lease = Duration::from(args.lease);
-    let disruptions: Vec<memory::Disruption> = events
+    let disruptions: Vec<memory::Disruption> = load
+        .events
         .iter()
         .map(|event| memory::Disruption {
             started: start + event.at,
@@ -239,7 +302,7 @@ pub async fn run(args: SoakArgs, geoffrey: &Path) -> anyhow::Result<bool> {
         })
         .collect();
     let samples_file = deployment.work_dir().join("rss.csv");
-    let memory = deployment.with_series(|series| {
+    deployment.with_series(|series| {
         if let Err(err) = memory::write_csv(&samples_file, series, start) {
             eprintln!("soak: writing {} failed: {err}", samples_file.display());
         }
@@ -247,22 +310,7 @@ pub async fn run(args: SoakArgs, geoffrey: &Path) -> anyhow::Result<bool> {
             .iter()
             .map(|series| memory::summarize(series, start, load_end, &disruptions, tolerance))
             .collect()
-    });
-    let report = report::Report {
-        args: &args,
-        load_elapsed,
-        tally: tally::count(&sent, &posts, &logs),
-        events,
-        drain_time,
-        memory,
-        tolerance,
-        redis: redis_before.zip(redis_after),
-        host,
-        unexpected_exits: deployment.unexpected_exits(),
-        logs: deployment.log_summaries(),
-    };
-    report.print();
-    Ok(report.failures().is_empty())
+    })
 }
 
 /// Reads Redis's memory use; a failure only leaves it out of the report.
@@ -276,7 +324,7 @@ async fn redis_usage(deployment: &Deployment) -> Option<deployment::RedisUsage> 
     }
 }
 
-/// What the sampler saw besides the processes' memory.
+/// Host load and queue length, sampled along with the processes' memory.
 #[derive(Default)]
 pub struct HostSamples {
     /// The host's one-minute load average at each sample, to show what else ran.
@@ -284,11 +332,36 @@ pub struct HostSamples {
     /// The instance's ready, delayed and leased jobs at each sample, to show whether the
     /// workers kept up.
     pub queued_jobs: Vec<u64>,
+    /// Both in time order, with the time from the start of the load, for `host.csv`.
+    pub timeline: Vec<(Duration, Option<f64>, Option<u64>)>,
 }
 
-/// Samples every process's memory, the host's load and the queue each `interval` until
-/// `end`.
-async fn sample_until(deployment: Arc<Deployment>, end: Instant, interval: Duration) -> HostSamples {
+impl HostSamples {
+    /// Writes the timeline as CSV: seconds from the start, load average, queued jobs.
+    fn write_csv(&self, path: &Path) -> std::io::Result<()> {
+        let mut text = String::from("seconds,load_average,queued_jobs\n");
+        for (at, load_average, queued) in &self.timeline {
+            let load_average = load_average
+                .map(|value| value.to_string())
+                .unwrap_or_default();
+            let queued = queued.map(|value| value.to_string()).unwrap_or_default();
+            text.push_str(&format!(
+                "{:.1},{load_average},{queued}\n",
+                at.as_secs_f64()
+            ));
+        }
+        std::fs::write(path, text)
+    }
+}
+
+/// Samples every process's memory, the host's load and the queue each `interval` from
+/// `start` until `end`.
+async fn sample_until(
+    deployment: Arc<Deployment>,
+    start: Instant,
+    end: Instant,
+    interval: Duration,
+) -> HostSamples {
     let http = reqwest::Client::new();
     let mut ticks = tokio::time::interval(interval);
     let mut samples = HostSamples::default();
@@ -305,9 +378,11 @@ async fn sample_until(deployment: Arc<Deployment>, end: Instant, interval: Durat
             .and_then(|text| text.split_whitespace().next()?.parse().ok());
         samples.load_averages.extend(load_average);
         // The counts cannot be read while Redis is down; those samples are left out.
-        if let Ok(queued) = deployment.pending_jobs(&http).await {
-            samples.queued_jobs.push(queued);
-        }
+        let queued = deployment.pending_jobs(&http).await.ok();
+        samples.queued_jobs.extend(queued);
+        samples
+            .timeline
+            .push((start.elapsed(), load_average, queued));
     }
 }
 

@@ -11,7 +11,7 @@ const LISTED_MESSAGES: usize = 6;
 
 pub struct Report<'a> {
     pub args: &'a SoakArgs,
-    /// Time from the first delivery sent to the last one answered.
+    /// Time from the first delivery sent to the last response.
     pub load_elapsed: Duration,
     pub tally: Tally,
     pub events: Vec<Event>,
@@ -28,7 +28,10 @@ pub struct Report<'a> {
 }
 
 fn mib(kib: Option<u64>) -> String {
-    kib.map_or_else(|| "-".to_string(), |kib| format!("{:.1}", kib as f64 / 1024.0))
+    kib.map_or_else(
+        || "-".to_string(),
+        |kib| format!("{:.1}", kib as f64 / 1024.0),
+    )
 }
 
 fn seconds(duration: Duration) -> String {
@@ -94,6 +97,7 @@ impl Report<'_> {
             humantime::format_duration(Duration::from(args.lease)),
             humantime::format_duration(Duration::from(args.redis_outage)),
         );
+
         println!();
         println!("load");
         println!(
@@ -101,23 +105,26 @@ impl Report<'_> {
             tally.sent,
             seconds(self.load_elapsed)
         );
+
         println!("  accepted (2xx)    {}", tally.accepted);
-        println!("  duplicate (2xx)   {}", tally.answered_duplicate);
-        let refused_between = tally
-            .refused_between
-            .map(|(first, last)| {
-                format!(", sent between {} and {}", seconds(first), seconds(last))
-            })
+        println!("  duplicate (2xx)   {}", tally.duplicate_responses);
+        let unavailable_between = tally
+            .unavailable_between
+            .map(|(first, last)| format!(", sent between {} and {}", seconds(first), seconds(last)))
             .unwrap_or_default();
-        println!("  refused (503)     {}{refused_between}", tally.refused);
-        if tally.refused > 0 {
+        println!(
+            "  refused (503)     {}{unavailable_between}",
+            tally.unavailable
+        );
+        if tally.unavailable > 0 {
             println!(
                 "  503 latency       max {:.2} ms",
-                tally.refused_latency_max.as_secs_f64() * 1000.0
+                tally.unavailable_latency_max.as_secs_f64() * 1000.0
             );
         }
         println!("  other statuses    {:?}", tally.rejected);
         println!("  no response       {}", tally.no_response);
+
         let latency = |percentile| {
             tally
                 .latency_ms(percentile)
@@ -130,6 +137,7 @@ impl Report<'_> {
             latency(99.9),
             latency(100.0)
         );
+
         let queued = &self.host.queued_jobs;
         if let (Some(first), Some(last)) = (queued.first(), queued.last()) {
             println!(
@@ -156,11 +164,7 @@ impl Report<'_> {
         }
         for event in &self.events {
             let failed = if event.failed { " (FAILED)" } else { "" };
-            println!(
-                "  {:>9}  {}{failed}",
-                seconds(event.at),
-                event.description
-            );
+            println!("  {:>9}  {}{failed}", seconds(event.at), event.description);
         }
         match self.drain_time {
             Some(time) => println!("  queue drained {} after the load", seconds(time)),
@@ -182,7 +186,10 @@ impl Report<'_> {
                 println!("    first lost event ids: {:?}", counts.lost_ids);
             }
             if !counts.repeated_ids.is_empty() {
-                println!("    first repeated (event id, count): {:?}", counts.repeated_ids);
+                println!(
+                    "    first repeated (event id, count): {:?}",
+                    counts.repeated_ids
+                );
             }
         };
         row("receiver posts", &tally.posts);
@@ -196,7 +203,7 @@ impl Report<'_> {
         println!("  log entries by outcome: {:?}", tally.outcomes);
         println!(
             "  deliveries answered 503 or not at all whose job ran anyway: {}",
-            tally.unanswered_with_success
+            tally.unacknowledged_with_success
         );
         println!(
             "  posts or log entries of deliveries never sent: {}",
@@ -225,9 +232,7 @@ impl Report<'_> {
 
     fn print_memory(&self) {
         println!();
-        println!(
-            "processes: resident memory (VmRSS, MiB) and average CPU (% of one core)"
-        );
+        println!("processes: resident memory (VmRSS, MiB) and average CPU (% of one core)");
         println!(
             "  final = median of the last fifth of each process's life; baseline = median of a \
              fifth after the first fifth and one lease after the last restart before the final \
@@ -275,7 +280,7 @@ impl Report<'_> {
             after.used_bytes as f64 / 1_048_576.0,
             after.keys
         );
-        let accepted = self.tally.accepted + self.tally.answered_duplicate;
+        let accepted = self.tally.accepted + self.tally.duplicate_responses;
         if accepted > 0 {
             let growth = after.used_bytes.saturating_sub(before.used_bytes);
             println!(

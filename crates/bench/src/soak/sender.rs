@@ -1,5 +1,5 @@
 //! The steady sender: signed deliveries at a fixed rate, each request on a task of its own,
-//! so that a slow answer does not delay the deliveries after it.
+//! so that a slow response does not delay the deliveries after it.
 
 use super::tally::{Response, Sent};
 use std::sync::Arc;
@@ -27,7 +27,7 @@ const PROGRESS_INTERVAL: Duration = Duration::from_secs(60);
 struct Progress {
     sent: AtomicU64,
     succeeded: AtomicU64,
-    refused: AtomicU64,
+    unavailable: AtomicU64,
     other: AtomicU64,
 }
 
@@ -35,8 +35,8 @@ impl Progress {
     fn record(&self, response: Response) {
         let counter = match response {
             Response::Accepted | Response::Duplicate => &self.succeeded,
-            Response::Refused => &self.refused,
-            Response::Rejected(_) | Response::NoResponse => &self.other,
+            Response::Unavailable => &self.unavailable,
+            Response::Rejected(_) | Response::Missing => &self.other,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -47,14 +47,14 @@ impl Progress {
             elapsed.as_secs_f64(),
             self.sent.load(Ordering::Relaxed),
             self.succeeded.load(Ordering::Relaxed),
-            self.refused.load(Ordering::Relaxed),
+            self.unavailable.load(Ordering::Relaxed),
             self.other.load(Ordering::Relaxed),
         );
     }
 }
 
 /// Sends deliveries with event ids 1, 2, ... to `url` at `rate` per second from `start` until
-/// `start + duration`, and returns every delivery with its answer once all are answered.
+/// `start + duration`. Returns every delivery with its response once all have one.
 pub async fn send(
     url: &str,
     secret: &str,
@@ -120,11 +120,11 @@ pub async fn send(
 
 async fn classify(result: reqwest::Result<reqwest::Response>) -> Response {
     let Ok(response) = result else {
-        return Response::NoResponse;
+        return Response::Missing;
     };
     let status = response.status();
     if status.as_u16() == 503 {
-        return Response::Refused;
+        return Response::Unavailable;
     }
     if !status.is_success() {
         return Response::Rejected(status.as_u16());
@@ -132,7 +132,7 @@ async fn classify(result: reqwest::Result<reqwest::Response>) -> Response {
     match response.json::<serde_json::Value>().await {
         Ok(body) if body["status"] == "duplicate" => Response::Duplicate,
         Ok(_) => Response::Accepted,
-        // The answer was cut off, so whether the delivery was kept is unknown.
-        Err(_) => Response::NoResponse,
+        // The response was cut off, so whether the delivery was kept is unknown.
+        Err(_) => Response::Missing,
     }
 }

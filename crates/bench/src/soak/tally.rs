@@ -1,9 +1,10 @@
-//! What the soak sent, set against what happened: the receiver's posts and the success log
-//! entries of each delivery.
+//! The soak's deliveries compared with what happened to them: the posts at the receiver and
+//! the `succeeded` log entries of each delivery.
 //!
-//! Every delivery answered 2xx must have exactly one post at the receiver and exactly one
-//! `succeeded` log entry. Deliveries answered 503 or not answered are counted apart, because a
-//! sender retries them; Geoffrey promises nothing about them beyond not acknowledging them.
+//! Every delivery with a 2xx response must have exactly one post at the receiver and exactly
+//! one `succeeded` log entry. Deliveries with a 503 response or none at all are counted apart,
+//! because a sender delivers them again. For those, Geoffrey only promises that it did not
+//! acknowledge them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -11,7 +12,7 @@ use std::time::Duration;
 /// Ids listed in the report for each kind of mismatch.
 const LISTED_IDS: usize = 10;
 
-/// How Geoffrey answered one delivery.
+/// Geoffrey's response to one delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Response {
     /// 2xx with `"status": "accepted"`.
@@ -19,11 +20,11 @@ pub enum Response {
     /// 2xx with `"status": "duplicate"`: the event id was accepted before.
     Duplicate,
     /// 503: the store or queue did not respond, and the sender should deliver again.
-    Refused,
+    Unavailable,
     /// Any other status.
     Rejected(u16),
-    /// No response within the request timeout, or a transport error.
-    NoResponse,
+    /// No complete response within the request timeout, or a transport error.
+    Missing,
 }
 
 impl Response {
@@ -50,7 +51,7 @@ pub struct LogRecord {
     pub outcome: String,
 }
 
-/// Deliveries answered 2xx, by how many times one thing happened for them.
+/// Deliveries with a 2xx response, by how often one kind of outcome happened for each.
 #[derive(Debug, Default)]
 pub struct Counts {
     pub once: u64,
@@ -86,34 +87,34 @@ impl Counts {
 pub struct Tally {
     pub sent: u64,
     pub accepted: u64,
-    /// Answered 2xx `duplicate`, although every delivery has a new event id.
-    pub answered_duplicate: u64,
-    pub refused: u64,
-    /// First and last send time of a delivery answered 503.
-    pub refused_between: Option<(Duration, Duration)>,
-    /// Longest time a 503 answer took.
-    pub refused_latency_max: Duration,
+    /// 2xx responses with `"status": "duplicate"`, although every delivery has a new event id.
+    pub duplicate_responses: u64,
+    pub unavailable: u64,
+    /// First and last send time of a delivery with a 503 response.
+    pub unavailable_between: Option<(Duration, Duration)>,
+    /// Maximum latency of a 503 response.
+    pub unavailable_latency_max: Duration,
     pub rejected: BTreeMap<u16, u64>,
     pub no_response: u64,
-    /// Latencies of the deliveries answered 2xx, in microseconds, sorted.
+    /// Latencies of the 2xx responses, in microseconds, sorted.
     pub latencies_us: Vec<u64>,
-    /// Receiver posts of each delivery answered 2xx.
+    /// Receiver posts of each delivery with a 2xx response.
     pub posts: Counts,
-    /// `succeeded` log entries of each delivery answered 2xx.
+    /// `succeeded` log entries of each delivery with a 2xx response.
     pub successes: Counts,
-    /// Send times of the deliveries answered 2xx that reached the receiver or the log more
-    /// than once, in order.
+    /// Send times of the deliveries with a 2xx response that reached the receiver or the log
+    /// more than once, in order.
     pub repeated_at: Vec<Duration>,
     /// Log entries by outcome, over all deliveries.
     pub outcomes: BTreeMap<String, u64>,
-    /// Deliveries answered 503 or not at all, whose job ran anyway.
-    pub unanswered_with_success: u64,
+    /// Deliveries with a 503 response or none, whose job ran anyway.
+    pub unacknowledged_with_success: u64,
     /// Receiver posts and log entries that name no delivery the soak sent.
     pub unknown: u64,
 }
 
 impl Tally {
-    /// Returns the latency at `percentile` (0 to 100) of the 2xx answers, in milliseconds.
+    /// Returns the latency at `percentile` (0 to 100) of the 2xx responses, in milliseconds.
     pub fn latency_ms(&self, percentile: f64) -> Option<f64> {
         let last = self.latencies_us.len().checked_sub(1)?;
         let rank = (percentile / 100.0 * last as f64).round() as usize;
@@ -128,6 +129,7 @@ impl Tally {
                 failures.push(message);
             }
         };
+
         fail_if(
             self.posts.lost > 0,
             format!(
@@ -142,6 +144,7 @@ impl Tally {
                 self.posts.repeated, self.posts.repeated_ids
             ),
         );
+
         fail_if(
             self.successes.lost > 0,
             format!(
@@ -156,16 +159,15 @@ impl Tally {
                 self.successes.repeated, self.successes.repeated_ids
             ),
         );
+
         let failed_jobs: u64 = self
             .outcomes
             .iter()
             .filter(|(outcome, _)| outcome.starts_with("failed"))
             .map(|(_, count)| count)
             .sum();
-        fail_if(
-            failed_jobs > 0,
-            format!("{failed_jobs} jobs ended failed"),
-        );
+        fail_if(failed_jobs > 0, format!("{failed_jobs} jobs ended failed"));
+
         fail_if(
             !self.rejected.is_empty(),
             format!("unexpected statuses (status: count) {:?}", self.rejected),
@@ -176,7 +178,10 @@ impl Tally {
         );
         fail_if(
             self.unknown > 0,
-            format!("{} posts or log entries name no delivery sent", self.unknown),
+            format!(
+                "{} posts or log entries name no delivery sent",
+                self.unknown
+            ),
         );
         failures
     }
@@ -229,7 +234,7 @@ pub fn count(sent: &[Sent], posts: &[String], logs: &[LogRecord]) -> Tally {
                 tally.repeated_at.push(delivery.at);
             }
         } else if successes > 0 {
-            tally.unanswered_with_success += 1;
+            tally.unacknowledged_with_success += 1;
         }
     }
     tally
@@ -239,15 +244,17 @@ impl Tally {
     fn add_response(&mut self, delivery: &Sent) {
         match delivery.response {
             Response::Accepted => self.accepted += 1,
-            Response::Duplicate => self.answered_duplicate += 1,
-            Response::Refused => {
-                self.refused += 1;
-                let (first, last) = self.refused_between.unwrap_or((delivery.at, delivery.at));
-                self.refused_between = Some((first.min(delivery.at), last.max(delivery.at)));
-                self.refused_latency_max = self.refused_latency_max.max(delivery.latency);
+            Response::Duplicate => self.duplicate_responses += 1,
+            Response::Unavailable => {
+                self.unavailable += 1;
+                let (first, last) = self
+                    .unavailable_between
+                    .unwrap_or((delivery.at, delivery.at));
+                self.unavailable_between = Some((first.min(delivery.at), last.max(delivery.at)));
+                self.unavailable_latency_max = self.unavailable_latency_max.max(delivery.latency);
             }
             Response::Rejected(status) => *self.rejected.entry(status).or_default() += 1,
-            Response::NoResponse => self.no_response += 1,
+            Response::Missing => self.no_response += 1,
         }
         if delivery.response.is_success() {
             let micros = u64::try_from(delivery.latency.as_micros()).unwrap_or(u64::MAX);
@@ -311,21 +318,21 @@ mod tests {
     }
 
     #[test]
-    fn refused_deliveries_are_counted_apart() {
+    fn unavailable_responses_are_counted_apart() {
         let sent = [
             sent(1, Response::Accepted),
-            sent(2, Response::Refused),
-            sent(3, Response::Refused),
-            sent(4, Response::Refused),
+            sent(2, Response::Unavailable),
+            sent(3, Response::Unavailable),
+            sent(4, Response::Unavailable),
         ];
-        // Delivery 3 was refused although its job was queued: allowed, and counted.
+        // Delivery 3 got a 503 response although its job was queued: allowed, and counted.
         let tally = count(&sent, &texts(&[1, 3]), &[success(1), success(3)]);
-        assert_eq!(tally.refused, 3);
+        assert_eq!(tally.unavailable, 3);
         assert_eq!(
-            tally.refused_between,
+            tally.unavailable_between,
             Some((Duration::from_secs(2), Duration::from_secs(4)))
         );
-        assert_eq!(tally.unanswered_with_success, 1);
+        assert_eq!(tally.unacknowledged_with_success, 1);
         assert!(tally.failures().is_empty(), "{:?}", tally.failures());
     }
 
@@ -348,7 +355,7 @@ mod tests {
         let sent = [
             sent(1, Response::Accepted),
             sent(2, Response::Rejected(401)),
-            sent(3, Response::NoResponse),
+            sent(3, Response::Missing),
         ];
         let failed = LogRecord {
             event_id: Some("1".into()),
@@ -356,9 +363,15 @@ mod tests {
         };
         let tally = count(&sent, &texts(&[1]), &[failed, success(1)]);
         let failures = tally.failures();
-        assert!(failures.iter().any(|f| f.contains("jobs ended failed")), "{failures:?}");
+        assert!(
+            failures.iter().any(|f| f.contains("jobs ended failed")),
+            "{failures:?}"
+        );
         assert!(failures.iter().any(|f| f.contains("401")), "{failures:?}");
-        assert!(failures.iter().any(|f| f.contains("no response")), "{failures:?}");
+        assert!(
+            failures.iter().any(|f| f.contains("no response")),
+            "{failures:?}"
+        );
     }
 
     #[test]
