@@ -75,6 +75,25 @@ pub fn body(n: u64) -> Vec<u8> {
     serde_json::to_vec(&topic).unwrap_or_default()
 }
 
+/// Builds the `topic_created` delivery with event id `n` and body [`body`]`(n)`, signed with
+/// `secret` as Discourse signs it.
+pub fn signed_request(
+    client: &reqwest::Client,
+    url: &str,
+    secret: &str,
+    n: u64,
+) -> reqwest::RequestBuilder {
+    let body = body(n);
+    let signature = geoffrey::api::signature::sign(secret.as_bytes(), &body);
+    client
+        .post(url)
+        .header("X-Discourse-Event", "topic_created")
+        .header("X-Discourse-Event-Type", "topic")
+        .header("X-Discourse-Event-Id", n.to_string())
+        .header("X-Discourse-Event-Signature", signature)
+        .body(body)
+}
+
 /// Sends deliveries for the warm-up plus `duration`; returns what the measured part saw.
 pub async fn drive(url: &str, secret: &str, connections: usize, duration: Duration) -> Report {
     let client = reqwest::Client::builder()
@@ -102,18 +121,9 @@ pub async fn drive(url: &str, secret: &str, connections: usize, duration: Durati
             let mut errors = 0;
             while Instant::now() < stop_at {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
-                let body = body(n);
-                let signature = geoffrey::api::signature::sign(secret.as_bytes(), &body);
+                let request = signed_request(&client, &url, &secret, n);
                 let sent = Instant::now();
-                let response = client
-                    .post(&url)
-                    .header("X-Discourse-Event", "topic_created")
-                    .header("X-Discourse-Event-Type", "topic")
-                    .header("X-Discourse-Event-Id", n.to_string())
-                    .header("X-Discourse-Event-Signature", signature)
-                    .body(body)
-                    .send()
-                    .await;
+                let response = request.send().await;
                 let ok = matches!(&response, Ok(r) if r.status().is_success());
                 if let Ok(response) = response {
                     let _ = response.bytes().await;

@@ -6,8 +6,12 @@
 //! can be read from `/proc/<pid>/status` (VmHWM, the peak resident set). The load generator
 //! keeps `--connections` requests in flight for `--duration`. Every delivery has its own
 //! event id and body, so none is a duplicate, and each becomes one queued job.
+//!
+//! `geoffrey-bench soak` instead runs a distributed Geoffrey at a steady rate for a long
+//! time, through worker and Redis restarts, and checks outcomes and memory (see `soak`).
 
 mod load;
+mod soak;
 mod targets;
 
 /// One target's measurement in one round.
@@ -18,13 +22,20 @@ struct Round {
     cpu_per_request_us: Option<f64>,
 }
 
-use clap::Parser;
-use std::path::PathBuf;
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
-#[command(name = "geoffrey-bench", about = "Benchmark Geoffrey's webhook intake")]
+#[command(
+    name = "geoffrey-bench",
+    about = "Benchmark Geoffrey's webhook intake",
+    args_conflicts_with_subcommands = true
+)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<BenchCommand>,
     /// Targets to measure, in order: bare, embedded, redis.
     #[arg(long, value_delimiter = ',', default_value = "bare,embedded,redis")]
     targets: Vec<targets::Kind>,
@@ -54,13 +65,47 @@ struct Args {
     serve_bare: Option<std::net::SocketAddr>,
 }
 
-fn main() -> anyhow::Result<()> {
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Runs a distributed Geoffrey at a steady rate while restarting a worker and Redis, then
+    /// checks that every accepted delivery has one outcome and that memory stayed flat. Exits
+    /// with status 1 when a check fails.
+    Soak(soak::SoakArgs),
+}
+
+fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
     let runtime = tokio::runtime::Runtime::new()?;
-    if let Some(addr) = args.serve_bare {
-        return runtime.block_on(targets::serve_bare(addr));
+    if let Some(BenchCommand::Soak(soak_args)) = args.command {
+        let geoffrey = geoffrey_binary(soak_args.geoffrey.clone())?;
+        let passed = runtime.block_on(soak::run(soak_args, &geoffrey))?;
+        return Ok(if passed {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
     }
-    runtime.block_on(run(args))
+    if let Some(addr) = args.serve_bare {
+        runtime.block_on(targets::serve_bare(addr))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    runtime.block_on(run(args))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Returns `path`, or the geoffrey binary next to this one; fails when the file is missing.
+fn geoffrey_binary(path: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let geoffrey = match path {
+        Some(path) => path,
+        None => std::env::current_exe()?.with_file_name("geoffrey"),
+    };
+    if !Path::new(&geoffrey).exists() {
+        anyhow::bail!(
+            "geoffrey binary not found at {}; build it with `cargo build --release` or pass --geoffrey",
+            geoffrey.display()
+        );
+    }
+    Ok(geoffrey)
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -76,16 +121,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let geoffrey = match args.geoffrey {
-        Some(path) => path,
-        None => std::env::current_exe()?.with_file_name("geoffrey"),
-    };
-    if !geoffrey.exists() {
-        anyhow::bail!(
-            "geoffrey binary not found at {}; build it with `cargo build --release` or pass --geoffrey",
-            geoffrey.display()
-        );
-    }
+    let geoffrey = geoffrey_binary(args.geoffrey)?;
     let duration = Duration::from(args.duration);
     let mut results: Vec<(targets::Kind, Vec<Round>)> = args
         .targets

@@ -1,6 +1,7 @@
 //! The servers under test, each started as a child process on a free port of 127.0.0.1.
 
 use anyhow::Context;
+use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -45,26 +46,39 @@ struct Keep {
 impl Target {
     /// Returns the peak resident set size of the server process so far, in KiB.
     pub fn peak_rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
-        line.split_whitespace().nth(1)?.parse().ok()
+        status_kib(self.child.id(), "VmHWM")
     }
 
-    /// Returns the CPU time the server process has used so far (user and system), from
-    /// `/proc/<pid>/stat`, assuming the usual 100 clock ticks per second.
+    /// Returns the CPU time the server process has used so far (user and system).
     pub fn cpu_time(&self) -> Option<Duration> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
-        // Fields after the command name, which is in parentheses and may contain spaces.
-        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-        let ticks: u64 =
-            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-        Some(Duration::from_millis(ticks * 10))
+        cpu_time(self.child.id())
     }
 
     pub fn stop(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Reads a memory field such as `VmRSS` or `VmHWM` of process `pid` from `/proc/<pid>/status`,
+/// in KiB. Returns `None` when the process is gone or the field is missing.
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| {
+        line.strip_prefix(field)
+            .is_some_and(|rest| rest.starts_with(':'))
+    })?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Returns the CPU time process `pid` has used so far (user and system), from
+/// `/proc/<pid>/stat`, assuming the usual 100 clock ticks per second.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -127,31 +141,14 @@ fn start_geoffrey(
         }
         command
     };
-    let cli = |args: &[&str]| -> anyhow::Result<()> {
-        let status = command(args).stdout(Stdio::null()).status()?;
-        anyhow::ensure!(status.success(), "geoffrey {args:?} failed");
-        Ok(())
-    };
-    cli(&[
-        "instance",
-        "create",
+    // The workers are off, so the rule's URL is never called.
+    create_relay_instance(
+        command,
         "bench",
-        "--discourse-url",
-        "https://forum.example.com",
-        "--webhook-secret",
         SECRET,
-    ])?;
-    let config = serde_json::json!({
-        "discourse_url": "https://forum.example.com",
-        "webhook_secret": SECRET,
-        "apps": { "relay": { "rules": [{
-            "name": "topics", "url": "http://127.0.0.1:9/unused", "events": ["topic_created"],
-            "template": "{{topic.title}}"
-        }]}}
-    });
-    let file = dir.path().join("config.json");
-    std::fs::write(&file, config.to_string())?;
-    cli(&["config", "set", "bench", "--file", &file.to_string_lossy()])?;
+        "http://127.0.0.1:9/unused",
+        "{{topic.title}}",
+    )?;
 
     let child = command(&["serve", "--listen", listen])
         .stdout(Stdio::null())
@@ -168,6 +165,65 @@ fn start_geoffrey(
         child,
         _keep: Some(keep),
     })
+}
+
+/// Creates instance `name` with webhook secret `secret` and one relay rule that posts
+/// `template` to `relay_url` for every `topic_created`. It runs `geoffrey instance create` and
+/// `geoffrey config set` as built by `command`, which sets the binary, store and queue.
+pub fn create_relay_instance(
+    command: impl Fn(&[&str]) -> Command,
+    name: &str,
+    secret: &str,
+    relay_url: &str,
+    template: &str,
+) -> anyhow::Result<()> {
+    run_cli(
+        command(&[
+            "instance",
+            "create",
+            name,
+            "--discourse-url",
+            "https://forum.example.com",
+            "--webhook-secret",
+            secret,
+        ]),
+        None,
+    )?;
+    let config = serde_json::json!({
+        "discourse_url": "https://forum.example.com",
+        "webhook_secret": secret,
+        "apps": { "relay": { "rules": [{
+            "name": "topics", "url": relay_url, "events": ["topic_created"],
+            "template": template
+        }]}}
+    });
+    run_cli(command(&["config", "set", name]), Some(&config.to_string()))
+}
+
+/// Runs a geoffrey CLI command with `stdin` as its input; fails with its stderr when it fails.
+fn run_cli(mut command: Command, stdin: Option<&str>) -> anyhow::Result<()> {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot start geoffrey")?;
+    if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
+        input.write_all(text.as_bytes())?;
+    }
+    let output = child.wait_with_output()?;
+    // The arguments only, because the environment contains the store's credentials.
+    let args: Vec<_> = command
+        .get_args()
+        .map(|arg| arg.to_string_lossy())
+        .collect();
+    anyhow::ensure!(
+        output.status.success(),
+        "geoffrey {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    Ok(())
 }
 
 async fn wait_until_listening(port: u16) -> anyhow::Result<()> {
