@@ -49,6 +49,8 @@ pub struct Deployment {
     /// Name of the instance and prefix of the Redis keys, new for every run.
     pub run_id: String,
     listen: String,
+    /// GEOFFREY_SECRET_KEY of every geoffrey process, new for every run.
+    secret_key: geoffrey::secret::Secret,
     members: Mutex<Vec<Member>>,
 }
 
@@ -98,6 +100,7 @@ impl Deployment {
             lease: options.lease,
             listen: format!("127.0.0.1:{}", free_port()),
             run_id,
+            secret_key: geoffrey::keyring::new_key(),
             members: Mutex::new(Vec::new()),
         };
         deployment.watch_backends();
@@ -137,6 +140,17 @@ impl Deployment {
             ),
             ("GEOFFREY_LOG", "info".to_string()),
             ("GEOFFREY_LOG_FORMAT", "json".to_string()),
+            // The receiver listens on loopback, which outbound requests may not reach unless
+            // allowed.
+            (
+                "GEOFFREY_OUTBOUND__ALLOWED_NETWORKS",
+                r#"["127.0.0.1/32"]"#.to_string(),
+            ),
+            ("GEOFFREY_SECRET_KEY", self.secret_key.expose().to_string()),
+            // The soak measures delivery at a set rate; the per-instance limits would refuse
+            // deliveries above their defaults.
+            ("GEOFFREY_LIMITS__DELIVERIES_PER_SECOND", "0".to_string()),
+            ("GEOFFREY_LIMITS__MAX_QUEUED_JOBS", "0".to_string()),
         ]
     }
 
