@@ -56,7 +56,13 @@ impl IntoResponse for ApiError {
         };
         let message = match &self {
             ApiError::Unavailable(cause) => {
-                tracing::error!(error = %cause, "request failed because a backend is unavailable");
+                // During an outage every request fails alike, so the log gets one line a
+                // minute with the number of failed requests it stands for.
+                static FAILURES: std::sync::LazyLock<super::rejections::RejectionLog> =
+                    std::sync::LazyLock::new(Default::default);
+                if let Some(requests) = FAILURES.record("", "unavailable") {
+                    tracing::error!(error = %cause, requests, "requests failed because a backend is unavailable");
+                }
                 "temporarily unavailable; nothing was stored, send the request again".to_string()
             }
             other => other.to_string(),

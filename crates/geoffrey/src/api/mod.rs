@@ -31,7 +31,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use intake::{Credentials, DiscourseHeaders, Incoming, Receipt};
 use serde::Deserialize;
 use std::sync::Arc;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Instrument;
 
 pub fn router(services: Arc<Services>) -> Router {
@@ -45,7 +45,12 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readiness))
         .route("/metrics", get(metrics))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                // The handlers log their failures themselves, rate-limited during outages.
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+        )
         .with_state(services)
 }
 

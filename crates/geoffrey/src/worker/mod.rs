@@ -28,8 +28,9 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-/// First pause after a failed log write; later pauses double up to [`MAX_STORE_PAUSE`].
-const LOG_WRITE_FIRST_PAUSE: Duration = Duration::from_millis(100);
+/// First pause after a failed log write or queue update; later pauses double up to
+/// [`MAX_STORE_PAUSE`].
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// Maximum pause between attempts to reach the store.
 const MAX_STORE_PAUSE: Duration = Duration::from_secs(5);
@@ -284,33 +285,51 @@ impl Worker {
             return;
         }
 
-        let queue = &self.services.queue;
-        let result = match decision {
-            Decision::Ack => queue.ack(lease).await,
-            Decision::Continue => queue.release(lease).await,
+        let error = error.as_deref().unwrap_or("");
+        match decision {
             Decision::Retry(delay) => {
-                tracing::warn!(error = error.as_deref().unwrap_or(""), retry_in = ?delay, "attempt failed; retry scheduled");
-                queue
-                    .retry_later(lease, delay, error.as_deref().unwrap_or(""))
-                    .await
+                tracing::warn!(error, retry_in = ?delay, "attempt failed; retry scheduled");
             }
-            Decision::DeadLetter => {
-                tracing::warn!(error = error.as_deref().unwrap_or(""), outcome = %outcome, "job failed");
-                queue
-                    .dead_letter(lease, error.as_deref().unwrap_or(""))
-                    .await
+            Decision::DeadLetter => tracing::warn!(error, outcome = %outcome, "job failed"),
+            Decision::Ack | Decision::Continue => {}
+        }
+        if self.update_queue(lease, &decision, error).await {
+            tracing::debug!(outcome = %outcome, "job attempt recorded");
+        }
+    }
+
+    /// Applies the decision to the job in the queue, retrying with growing pauses until
+    /// shortly before the lease expires, like [`Worker::write_log`]. A job whose update
+    /// fails runs again when its lease expires, although its outcome is recorded, so a short
+    /// queue outage must not end the attempt. Returns whether the update was applied.
+    async fn update_queue(&self, lease: &Lease, decision: &Decision, error: &str) -> bool {
+        let queue = &self.services.queue;
+        let mut pause = FIRST_RETRY_PAUSE;
+        loop {
+            let result = match decision {
+                Decision::Ack => queue.ack(lease).await,
+                Decision::Continue => queue.release(lease).await,
+                Decision::Retry(delay) => queue.retry_later(lease, *delay, error).await,
+                Decision::DeadLetter => queue.dead_letter(lease, error).await,
+            };
+            let err = match result {
+                Ok(()) => return true,
+                Err(QueueError::LeaseLost(_)) => {
+                    tracing::warn!(
+                        "the lease expired before the job finished; another worker runs it again"
+                    );
+                    return false;
+                }
+                Err(err) => err,
+            };
+            let give_up_at = lease.expires_at_ms - as_millis(LEASE_MARGIN);
+            if self.services.clock.now_ms() + as_millis(pause) >= give_up_at {
+                tracing::error!(error = %err, "updating the job failed until the lease ran out; it runs again");
+                return false;
             }
-        };
-        match result {
-            Ok(()) => tracing::debug!(outcome = %outcome, "job attempt recorded"),
-            Err(QueueError::LeaseLost(_)) => {
-                tracing::warn!(
-                    "the lease expired before the job finished; another worker runs it again"
-                );
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "updating the job failed; it runs again when its lease expires");
-            }
+            tracing::warn!(error = %err, retry_in = ?pause, "updating the job failed");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(MAX_STORE_PAUSE);
         }
     }
 
@@ -320,7 +339,7 @@ impl Worker {
     /// record.
     async fn write_log(&self, lease: &Lease, entry: &LogEntry) -> bool {
         let instance = &lease.job.spec.instance;
-        let mut pause = LOG_WRITE_FIRST_PAUSE;
+        let mut pause = FIRST_RETRY_PAUSE;
         loop {
             let written = self
                 .services
@@ -383,7 +402,7 @@ impl Worker {
 
     /// Waits until the store responds again, or until shutdown.
     async fn wait_for_store(&self, shutdown: &CancellationToken) {
-        let mut pause = LOG_WRITE_FIRST_PAUSE;
+        let mut pause = FIRST_RETRY_PAUSE;
         while !shutdown.is_cancelled() {
             if self.services.store.ping().await.is_ok() {
                 tracing::info!("the store responds again; taking jobs");

@@ -420,6 +420,45 @@ async fn store_outage_posts_each_message_once() {
     );
 }
 
+/// A worker that cannot acknowledge a finished job because Redis is down keeps trying until
+/// Redis returns, so the job does not run again when its lease expires.
+#[tokio::test]
+async fn queue_outage_after_a_job_runs_it_once() {
+    let receiver = Receiver::start().await;
+    receiver.always(Reply::after(Duration::from_millis(600), 200));
+    let mut geoffrey = TestGeoffrey::start_with(
+        Mode::Distributed,
+        |settings| settings.worker.lease = Duration::from_secs(10),
+        None,
+        Roles::ALL,
+    )
+    .await;
+    let rule = relay_rule("topics", &receiver.url, &["topic_created"], TOPIC_TEMPLATE);
+    geoffrey
+        .create_instance("forum", relay_apps(vec![rule]))
+        .await;
+    let (status, _) = geoffrey
+        .send("forum", &fixtures::signed("topic_created"))
+        .await;
+    assert_eq!(status, 200);
+    testkit::eventually(Duration::from_secs(5), "the chat request", || async {
+        (receiver.received().len() == 1).then_some(())
+    })
+    .await;
+    // Redis goes down while the chat responds, so the acknowledgement meets the outage.
+    geoffrey.redis.as_mut().unwrap().kill();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    geoffrey.redis.as_mut().unwrap().restart();
+
+    // Past the lease of 10 s, a job still leased would have run again.
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    assert_eq!(receiver.received().len(), 1, "posted once");
+    let logs = geoffrey.logs("forum").await;
+    assert_eq!(outcomes(&logs), [(1, Outcome::Succeeded)]);
+    let stats = geoffrey.services.queue.stats(None).await.unwrap();
+    assert_eq!(stats, Default::default(), "the job was acknowledged");
+}
+
 async fn metrics_count_deliveries_and_attempts(mode: Mode) {
     let receiver = Receiver::start().await;
     let geoffrey = relay_to(mode, &receiver).await;
