@@ -146,6 +146,35 @@ macro_rules! store_suite {
             }
 
             #[tokio::test]
+            async fn final_outcome_of_a_job_is_found() {
+                let (store, _guard) = $open.await;
+                store.create_database("jobs").await.unwrap();
+                let queued = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+                let job_id = geoffrey::store::log_id(queued);
+                let other_id = geoffrey::store::log_id(queued);
+                let mut entries = Vec::new();
+                for (seconds, job, outcome) in [
+                    (1, &job_id, Outcome::Retrying),
+                    (2, &other_id, Outcome::Retrying),
+                    (3, &job_id, Outcome::Succeeded),
+                ] {
+                    let mut entry = entry(seconds, "relay", outcome, "topic_created");
+                    entry.at = queued + time::Duration::seconds(i64::from(seconds));
+                    entry.id = geoffrey::store::log_id(entry.at);
+                    entry.job_id = job.clone();
+                    entries.push(entry);
+                }
+                store.append_logs("jobs", &entries).await.unwrap();
+
+                let found = store.final_log_of_job("jobs", &job_id).await.unwrap();
+                assert_eq!(found.map(|e| e.outcome), Some(Outcome::Succeeded));
+                let retrying_only = store.final_log_of_job("jobs", &other_id).await.unwrap();
+                assert_eq!(retrying_only, None);
+                let unknown = store.final_log_of_job("jobs", &geoffrey::store::log_id(queued)).await;
+                assert_eq!(unknown.unwrap(), None);
+            }
+
+            #[tokio::test]
             async fn logs_filter_by_fields_and_time() {
                 let (store, _guard) = $open.await;
                 store.create_database("filtered").await.unwrap();

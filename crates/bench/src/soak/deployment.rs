@@ -36,6 +36,9 @@ struct Member {
     log: Option<PathBuf>,
 }
 
+/// Jobs each worker process runs at once, and so the most a killed worker leaves half done.
+pub const WORKER_CONCURRENCY: u64 = 4;
+
 pub struct Deployment {
     geoffrey: PathBuf,
     work_dir: PathBuf,
@@ -137,6 +140,10 @@ impl Deployment {
             (
                 "GEOFFREY_WORKER__JOB_TIMEOUT",
                 format!("{}ms", (self.lease / 3).as_millis()),
+            ),
+            (
+                "GEOFFREY_WORKER__CONCURRENCY",
+                WORKER_CONCURRENCY.to_string(),
             ),
             ("GEOFFREY_LOG", "info".to_string()),
             ("GEOFFREY_LOG_FORMAT", "json".to_string()),

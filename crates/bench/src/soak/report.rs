@@ -41,7 +41,9 @@ fn seconds(duration: Duration) -> String {
 impl Report<'_> {
     /// Returns every failed check as a sentence; empty when the soak passed.
     pub fn failures(&self) -> Vec<String> {
-        let mut failures = self.tally.failures();
+        let kills = self.args.worker_restarts.len() as u64;
+        let allowed = kills * crate::soak::deployment::WORKER_CONCURRENCY;
+        let mut failures = self.tally.failures(allowed);
         if self.drain_time.is_none() {
             failures.push(format!(
                 "the queue still had jobs {} after the load",

@@ -122,7 +122,11 @@ impl Tally {
     }
 
     /// Returns the failed checks, each as a sentence; empty when the outcomes are right.
-    pub fn failures(&self) -> Vec<String> {
+    ///
+    /// A chat webhook takes no idempotency key, so a job whose worker is killed between its
+    /// post and its log entry posts again when it runs again. Up to `allowed_repeated_posts`
+    /// such repeats pass; repeated log entries never do.
+    pub fn failures(&self, allowed_repeated_posts: u64) -> Vec<String> {
         let mut failures = Vec::new();
         let mut fail_if = |failed: bool, message: String| {
             if failed {
@@ -138,9 +142,10 @@ impl Tally {
             ),
         );
         fail_if(
-            self.posts.repeated > 0,
+            self.posts.repeated > allowed_repeated_posts,
             format!(
-                "{} deliveries answered 2xx reached the receiver more than once, first (id, posts) {:?}",
+                "{} deliveries answered 2xx reached the receiver more than once, more than the \
+                 {allowed_repeated_posts} that killed workers can explain, first (id, posts) {:?}",
                 self.posts.repeated, self.posts.repeated_ids
             ),
         );
@@ -294,7 +299,7 @@ mod tests {
         assert_eq!(tally.accepted, 2);
         assert_eq!(tally.posts.once, 2);
         assert_eq!(tally.successes.once, 2);
-        assert!(tally.failures().is_empty(), "{:?}", tally.failures());
+        assert!(tally.failures(0).is_empty(), "{:?}", tally.failures(0));
     }
 
     #[test]
@@ -314,7 +319,7 @@ mod tests {
             tally.repeated_at,
             vec![Duration::from_secs(1), Duration::from_secs(3)]
         );
-        assert_eq!(tally.failures().len(), 4);
+        assert_eq!(tally.failures(0).len(), 4);
     }
 
     #[test]
@@ -333,7 +338,7 @@ mod tests {
             Some((Duration::from_secs(2), Duration::from_secs(4)))
         );
         assert_eq!(tally.unacknowledged_with_success, 1);
-        assert!(tally.failures().is_empty(), "{:?}", tally.failures());
+        assert!(tally.failures(0).is_empty(), "{:?}", tally.failures(0));
     }
 
     #[test]
@@ -362,7 +367,7 @@ mod tests {
             outcome: "failed_permanently".into(),
         };
         let tally = count(&sent, &texts(&[1]), &[failed, success(1)]);
-        let failures = tally.failures();
+        let failures = tally.failures(0);
         assert!(
             failures.iter().any(|f| f.contains("jobs ended failed")),
             "{failures:?}"
@@ -379,7 +384,7 @@ mod tests {
         let sent = [sent(1, Response::Accepted)];
         let tally = count(&sent, &texts(&[1, 99]), &[success(1)]);
         assert_eq!(tally.unknown, 1);
-        assert_eq!(tally.failures().len(), 1);
+        assert_eq!(tally.failures(0).len(), 1);
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! configuration while `geoffrey run` serves) are noticed by a poller that compares SQLite's
 //! `data_version` counter, which changes only when another connection commits.
 
-use super::{Change, Document, LogEntry, LogPage, LogQuery, Store, StoreError, StoreResult};
+use super::{
+    Change, Document, LogEntry, LogPage, LogQuery, Outcome, Store, StoreError, StoreResult,
+};
 use crate::sqlite::{BlockingTaskFailed, SharedConnection};
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
@@ -296,6 +298,40 @@ impl Store for SqliteStore {
                 }
                 tx.commit()?;
                 Ok(())
+            })
+            .await
+    }
+
+    async fn final_log_of_job(&self, db: &str, job_id: &str) -> StoreResult<Option<LogEntry>> {
+        let database = self.database(db)?;
+        let job_id = job_id.to_string();
+        database
+            .conn
+            .call(move |conn| {
+                let mut select = conn.prepare_cached(
+                    "SELECT body FROM logs
+                     WHERE id > ?1 AND outcome IN (?2, ?3, ?4)
+                       AND json_extract(body, '$.job_id') = ?1
+                     ORDER BY id DESC LIMIT 1",
+                )?;
+                let finals = [
+                    Outcome::Succeeded,
+                    Outcome::FailedPermanently,
+                    Outcome::FailedAfterRetries,
+                ];
+                let mut rows = select.query(params![
+                    job_id,
+                    finals[0].as_str(),
+                    finals[1].as_str(),
+                    finals[2].as_str()
+                ])?;
+                let Some(row) = rows.next()? else {
+                    return Ok(None);
+                };
+                let body: String = row.get(0)?;
+                serde_json::from_str(&body)
+                    .map(Some)
+                    .map_err(|err| StoreError::Corrupt(format!("log entry: {err}")))
             })
             .await
     }

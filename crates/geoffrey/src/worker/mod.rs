@@ -159,6 +159,11 @@ impl Worker {
             attempt = job.attempt,
         );
         async {
+            if let Some((decision, error)) = self.recorded_outcome(job).await {
+                tracing::info!("the job's outcome was recorded by an earlier attempt; it is not run again");
+                self.update_queue(&lease, &decision, &error).await;
+                return;
+            }
             let started = Instant::now();
             let attempt = tokio::select! {
                 attempt = self.attempt(&lease) => attempt,
@@ -173,6 +178,32 @@ impl Worker {
         }
         .instrument(span)
         .await
+    }
+
+    /// Returns the queue decision for a job handed out again whose final outcome an earlier
+    /// attempt already recorded: its worker stopped, or lost the queue, between writing the
+    /// log entry and updating the job. Such a job must not run twice. A job on its first
+    /// attempt, or a failed look-up, runs as usual.
+    async fn recorded_outcome(&self, job: &crate::queue::Job) -> Option<(Decision, String)> {
+        if job.attempt <= 1 {
+            return None;
+        }
+        let store = &self.services.store;
+        let entry = match store.final_log_of_job(&job.spec.instance, &job.id).await {
+            Ok(entry) => entry?,
+            Err(err) => {
+                tracing::warn!(error = %err, "looking up earlier outcomes of the job failed; running it");
+                return None;
+            }
+        };
+        let error = entry.error.unwrap_or_default();
+        match entry.outcome {
+            Outcome::Succeeded => Some((Decision::Ack, error)),
+            Outcome::Retrying => None,
+            Outcome::FailedPermanently | Outcome::FailedAfterRetries => {
+                Some((Decision::DeadLetter, error))
+            }
+        }
     }
 
     /// Runs the feature once, within the job timeout.

@@ -459,6 +459,72 @@ async fn queue_outage_after_a_job_runs_it_once() {
     assert_eq!(stats, Default::default(), "the job was acknowledged");
 }
 
+/// A job whose worker recorded its success but died before acknowledging it comes back when
+/// its lease expires, and is acknowledged without posting again.
+async fn recorded_success_is_not_run_again(mode: Mode) {
+    let receiver = Receiver::start().await;
+    let server_only = Roles {
+        server: true,
+        worker: false,
+    };
+    let short_lease = |settings: &mut geoffrey::config::Settings| {
+        settings.worker.job_timeout = Duration::from_millis(500);
+        settings.worker.lease = Duration::from_secs(1);
+    };
+    let geoffrey = TestGeoffrey::start_with(mode, short_lease, None, server_only).await;
+    let rule = relay_rule("topics", &receiver.url, &["topic_created"], TOPIC_TEMPLATE);
+    geoffrey
+        .create_instance("forum", relay_apps(vec![rule]))
+        .await;
+    let (status, _) = geoffrey
+        .send("forum", &fixtures::signed("topic_created"))
+        .await;
+    assert_eq!(status, 200);
+
+    // A worker takes the job, posts, records the success, and dies before the acknowledgement.
+    let services = &geoffrey.services;
+    let lease = services
+        .queue
+        .take()
+        .await
+        .unwrap()
+        .expect("the queued job");
+    let at = services.clock.now();
+    let entry = LogEntry {
+        id: geoffrey::store::log_id(at),
+        at,
+        job_id: lease.job.id.clone(),
+        event_id: lease.job.spec.event.id.clone(),
+        event: lease.job.spec.event.name.clone(),
+        app: "relay".into(),
+        feature: "post_message".into(),
+        target: Some("topics".into()),
+        attempt: lease.job.attempt,
+        outcome: Outcome::Succeeded,
+        status: Some(200),
+        response: None,
+        error: None,
+        duration_ms: 5,
+    };
+    services.store.append_logs("forum", &[entry]).await.unwrap();
+
+    let workers = Roles {
+        server: false,
+        worker: true,
+    };
+    let running = geoffrey::run::start_with(services.clone(), None, workers)
+        .await
+        .unwrap();
+    testkit::eventually(Duration::from_secs(10), "the job acknowledged", || async {
+        let stats = services.queue.stats(None).await.ok()?;
+        (stats == Default::default()).then_some(())
+    })
+    .await;
+    running.stop().await;
+    assert!(receiver.received().is_empty(), "the chat got nothing more");
+    assert_eq!(geoffrey.logs("forum").await.len(), 1);
+}
+
 async fn metrics_count_deliveries_and_attempts(mode: Mode) {
     let receiver = Receiver::start().await;
     let geoffrey = relay_to(mode, &receiver).await;
@@ -510,4 +576,7 @@ async fn metrics_count_deliveries_and_attempts(mode: Mode) {
     }
 }
 
-testkit::in_both_modes!(metrics_count_deliveries_and_attempts);
+testkit::in_both_modes!(
+    metrics_count_deliveries_and_attempts,
+    recorded_success_is_not_run_again,
+);

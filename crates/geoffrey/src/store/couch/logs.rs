@@ -6,7 +6,7 @@
 //! replies to each caller once its entries are stored.
 
 use super::{CouchStore, reason, unexpected};
-use crate::store::{LogEntry, LogPage, LogQuery, StoreError, StoreResult, timestamp};
+use crate::store::{LogEntry, LogPage, LogQuery, Outcome, StoreError, StoreResult, timestamp};
 use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -292,4 +292,43 @@ pub(super) async fn purge(
         .filter(|result| result.get("ok") == Some(&Value::Bool(true)))
         .count();
     Ok(deleted)
+}
+
+/// Finds the newest entry of a job with a final outcome, searching the ids after the job's
+/// own (see [`crate::store::Store::final_log_of_job`]).
+pub(super) async fn final_of_job(
+    store: &CouchStore,
+    db: &str,
+    job_id: &str,
+) -> StoreResult<Option<LogEntry>> {
+    let finals: Vec<&str> = [
+        Outcome::Succeeded,
+        Outcome::FailedPermanently,
+        Outcome::FailedAfterRetries,
+    ]
+    .iter()
+    .map(|outcome| outcome.as_str())
+    .collect();
+    let selector = json!({
+        "_id": { "$gt": format!("{ID_PREFIX}{job_id}"), "$lt": ID_END },
+        "job_id": job_id,
+        "outcome": { "$in": finals },
+    });
+    let body = json!({ "selector": selector, "limit": 100 });
+    let url = store.url(&[&store.db_name(db), "_find"]);
+    let (status, reply) = store
+        .send(store.request(Method::POST, url, None).json(&body))
+        .await?;
+    match status {
+        StatusCode::OK => {}
+        StatusCode::NOT_FOUND => return Err(StoreError::DatabaseNotFound(db.to_string())),
+        other => return Err(unexpected(other, &reply)),
+    }
+    let docs = reply["docs"].as_array().cloned().unwrap_or_default();
+    let mut entries = docs
+        .into_iter()
+        .map(from_document)
+        .collect::<StoreResult<Vec<_>>>()?;
+    entries.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(entries.pop())
 }

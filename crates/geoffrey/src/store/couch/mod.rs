@@ -374,6 +374,10 @@ impl Store for CouchStore {
         logs::query(self, db, query).await
     }
 
+    async fn final_log_of_job(&self, db: &str, job_id: &str) -> StoreResult<Option<LogEntry>> {
+        logs::final_of_job(self, db, job_id).await
+    }
+
     async fn purge_logs(
         &self,
         db: &str,
