@@ -1,9 +1,10 @@
 //! Test harness shared by Geoffrey's integration tests: the Discourse fixtures, a chat webhook
 //! receiver whose responses a test scripts, and a Geoffrey started in-process on port 0 with a
-//! fresh data folder.
+//! fresh data folder. [`browser`] drives a headless Chromium for end-to-end tests of web pages.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod browser;
 pub mod discourse;
 pub mod fixtures;
 pub mod geoffrey;
