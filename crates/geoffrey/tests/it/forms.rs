@@ -503,6 +503,77 @@ async fn mailchimp_needs_the_consent_box(mode: Mode) {
     assert_eq!(member.merge_fields["FNAME"], "Ada Quill");
 }
 
+/// The form as a person uses it, in a real headless Chromium: the page, the messages next to
+/// the fields, the thanks, and the topic in the fake Discourse.
+#[tokio::test]
+async fn form_is_filled_in_chromium() {
+    use testkit::browser::Browser;
+    let discourse = FakeDiscourse::start(Vec::new(), testkit::discourse::API_KEY).await;
+    let mut apps = with_discourse_actions();
+    apps["forms"]["forms"][0]["min_fill_seconds"] = json!(1);
+    let site = FormSite::start_with(Mode::Embedded, apps, None, |_| {}).await;
+    site.connect(&discourse).await;
+
+    let browser = Browser::start().await;
+    browser.open(&site.url()).await;
+    browser
+        .wait_for_text("Apply to join", Duration::from_secs(10))
+        .await;
+    // The form checks nothing in the browser, so the server's messages show.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    browser.click_button("Send").await;
+    browser
+        .wait_for_text(
+            "Please correct the fields marked below.",
+            Duration::from_secs(10),
+        )
+        .await;
+    let page = browser.page_text().await;
+    assert!(page.contains("Please fill in this field."), "{page}");
+    // Kept under target/tmp for the pictures in the docs.
+    let screenshots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&screenshots).unwrap();
+    browser
+        .screenshot(screenshots.join("form-errors.png"))
+        .await;
+
+    browser.fill("name", "Ada Quill").await;
+    browser.fill("email", "ada@example.com").await;
+    browser
+        .fill("about", "I run the robotics club @ school.")
+        .await;
+    browser.check("news").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    browser.click_button("Send").await;
+    browser
+        .wait_for_text("Thanks, we will be in touch.", Duration::from_secs(10))
+        .await;
+    browser.screenshot(screenshots.join("form-sent.png")).await;
+
+    let topics = testkit::eventually(Duration::from_secs(10), "the topic", || async {
+        let topics = discourse.topics();
+        (!topics.is_empty()).then_some(topics)
+    })
+    .await;
+    assert_eq!(topics[0].title, "Application from Ada Quill");
+    let logs = site.geoffrey.wait_for_logs("forum", 4).await;
+    assert!(
+        logs.iter().all(|e| e.outcome == Outcome::Succeeded),
+        "{logs:?}"
+    );
+    let stored = logs.iter().find(|e| e.feature == "record").unwrap();
+    let id = stored.response.as_deref().unwrap_or_default();
+    let document = site
+        .geoffrey
+        .services
+        .store
+        .get("forum", id.trim_start_matches("stored as "))
+        .await
+        .unwrap()
+        .expect("the stored submission");
+    assert_eq!(document.body["fields"]["news"], true);
+}
+
 testkit::in_both_modes!(
     page_submission_is_recorded,
     invalid_fields_keep_the_input,
