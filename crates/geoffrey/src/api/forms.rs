@@ -217,7 +217,7 @@ impl Submission<'_> {
     }
 
     /// Takes a token from the per-form bucket and, for page submissions, the per-address
-    /// bucket, or returns the wait. JSON submissions come from a service that holds the
+    /// bucket, or returns the wait. JSON submissions come from a service that has the
     /// form's secret, often from one address, so only the per-form limit applies to them.
     fn take_rate(&self, per_address: bool) -> Result<(), Duration> {
         let form = self.form();

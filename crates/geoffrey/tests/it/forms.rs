@@ -324,7 +324,7 @@ async fn unknown_form_and_large_body_are_rejected(mode: Mode) {
     assert_eq!(status, 413);
 }
 
-/// The apply form with a topic, a message to the volunteers and an invitation.
+/// Returns the apply form with a topic, a message to the volunteers and an invitation.
 fn with_discourse_actions() -> Value {
     apply_form(json!({ "actions": {
         "topic": {

@@ -459,8 +459,8 @@ async fn queue_outage_after_a_job_runs_it_once() {
     assert_eq!(stats, Default::default(), "the job was acknowledged");
 }
 
-/// A job whose worker recorded its success but died before acknowledging it comes back when
-/// its lease expires, and is acknowledged without posting again.
+/// Checks that a job whose worker recorded its success but died before acknowledging it is
+/// acknowledged without posting again when its lease expires.
 async fn recorded_success_is_not_run_again(mode: Mode) {
     let receiver = Receiver::start().await;
     let server_only = Roles {

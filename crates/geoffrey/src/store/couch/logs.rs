@@ -260,6 +260,7 @@ pub(super) async fn purge(
         .append_pair("inclusive_end", "false")
         .append_pair("limit", &limit.to_string());
     let (status, body) = store.send(store.request(Method::GET, url, None)).await?;
+
     match status {
         StatusCode::OK => {}
         StatusCode::NOT_FOUND => return Err(StoreError::DatabaseNotFound(db.to_string())),
@@ -277,6 +278,7 @@ pub(super) async fn purge(
     if deletions.is_empty() {
         return Ok(0);
     }
+
     let url = store.url(&[&name, "_bulk_docs"]);
     let request = store
         .request(Method::POST, url, None)
@@ -319,6 +321,7 @@ pub(super) async fn final_of_job(
     let (status, reply) = store
         .send(store.request(Method::POST, url, None).json(&body))
         .await?;
+
     match status {
         StatusCode::OK => {}
         StatusCode::NOT_FOUND => return Err(StoreError::DatabaseNotFound(db.to_string())),
