@@ -324,6 +324,36 @@ async fn unknown_form_and_large_body_are_rejected(mode: Mode) {
     assert_eq!(status, 413);
 }
 
+async fn success_can_redirect(mode: Mode) {
+    let apps = apply_form(json!({ "redirect_url": "https://club.example.org/thanks" }));
+    let site = FormSite::start(mode, apps).await;
+    let (_, _, started) = site.open().await;
+    site.wait_to_fill();
+    let mut fields = vec![("started", started.as_str())];
+    fields.extend_from_slice(&ADA);
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&fields)
+        .finish();
+    // Not followed: the test sends nothing beyond 127.0.0.1.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = client
+        .post(site.url())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(
+        response.headers()["location"],
+        "https://club.example.org/thanks"
+    );
+    site.geoffrey.wait_for_logs("forum", 1).await;
+}
+
 /// Returns the apply form with a topic, a message to the volunteers and an invitation.
 fn with_discourse_actions() -> Value {
     apply_form(json!({ "actions": {
@@ -583,6 +613,7 @@ testkit::in_both_modes!(
     double_submission_is_queued_once,
     json_submission_needs_the_secret,
     unknown_form_and_large_body_are_rejected,
+    success_can_redirect,
     actions_reach_discourse,
     rejected_topic_fails_alone,
     burst_respects_the_discourse_rate_limit,
