@@ -20,8 +20,9 @@ const ID_END: &str = "log;";
 /// Largest number of append calls combined in one round of writes.
 const MAX_BATCH: usize = 256;
 
-/// Filter fields with an index of their own, each paired with the document id.
-const INDEXED_FIELDS: [&str; 4] = ["app", "outcome", "event", "feature"];
+/// Fields with an index of their own, each paired with the document id: the filters of the
+/// log queries, and the job id that a job run again looks up.
+const INDEXED_FIELDS: [&str; 5] = ["app", "outcome", "event", "feature", "job_id"];
 
 pub(super) struct WriteRequest {
     db: String,
