@@ -18,10 +18,13 @@ pub async fn run(
         worker = roles.worker,
         "starting Geoffrey"
     );
+    // The handlers are installed before the server listens: a SIGTERM that arrives as soon as
+    // the port accepts connections must stop Geoffrey gracefully, not kill it.
+    let signals = Signals::install();
     let running = start(settings, None, roles).await?;
     let shutdown = running.shutdown_token();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.wait().await;
         tracing::info!("shutdown requested");
         shutdown.cancel();
     });
@@ -30,24 +33,39 @@ pub async fn run(
     Ok(())
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGTERM's handler, installed when created, and Ctrl-C.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = terminate.recv() => {}
-                }
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot listen for SIGTERM; only Ctrl-C stops Geoffrey");
-                let _ = ctrl_c.await;
-            }
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let terminate = signal(SignalKind::terminate())
+                .map_err(|err| {
+                    tracing::warn!(error = %err, "cannot listen for SIGTERM; only Ctrl-C stops Geoffrey");
+                })
+                .ok();
+            Self { terminate }
         }
+        #[cfg(not(unix))]
+        Self {}
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+
+    /// Waits for SIGTERM or Ctrl-C.
+    async fn wait(self) {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        if let Some(mut terminate) = self.terminate {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = terminate.recv() => {}
+            }
+            return;
+        }
+        let _ = ctrl_c.await;
+    }
 }
