@@ -401,7 +401,10 @@ fn check_actions(form: &Form, at: &dyn Fn(&str) -> String, errors: &mut Vec<Fiel
                 "missing; write the text, with fields such as {{ name }}",
             ));
         } else if let Err(err) = template::check(source) {
-            errors.push(FieldError::new(path, format!("invalid template: {err}")));
+            errors.push(FieldError::new(
+                path,
+                crate::apps::relay::template_error(&err),
+            ));
         }
     }
     if let Some(invite) = &actions.invite {
@@ -415,7 +418,7 @@ fn check_actions(form: &Form, at: &dyn Fn(&str) -> String, errors: &mut Vec<Fiel
         if let Some(Err(err)) = invite.message.as_deref().map(template::check) {
             errors.push(FieldError::new(
                 at("actions.invite.message"),
-                format!("invalid template: {err}"),
+                crate::apps::relay::template_error(&err),
             ));
         }
     }

@@ -25,6 +25,7 @@ pub enum Target {
 fn environment(target: Target) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Chainable);
+    env.set_fuel(Some(crate::apps::relay::TEMPLATE_FUEL));
     match target {
         Target::Markdown => env.set_formatter(|out, state, value| {
             write_escaped(

@@ -77,8 +77,25 @@ fn parse(section: &Value) -> Result<RelayConfig, FieldError> {
 fn environment() -> minijinja::Environment<'static> {
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
+    env.set_fuel(Some(TEMPLATE_FUEL));
     env
 }
+
+/// Describes a template that failed to render with no data, for a configuration error.
+pub fn template_error(err: &minijinja::Error) -> String {
+    if err.kind() == minijinja::ErrorKind::OutOfFuel {
+        format!("the template runs longer than {TEMPLATE_FUEL} steps; simplify its loops")
+    } else {
+        format!("invalid template: {err}")
+    }
+}
+
+/// Template instructions one rendering may run, so that a runaway loop in a template fails
+/// in milliseconds instead of occupying a worker. A message template runs a few hundred.
+///
+/// NOTE: fuel counts instructions, not bytes. A short loop that doubles a string with `~`
+/// still builds a large string; nothing bounds a rendering's memory yet.
+pub const TEMPLATE_FUEL: u64 = 100_000;
 
 fn render(template: &str, context: &Value) -> Result<String, minijinja::Error> {
     environment().render_str(template, context)
@@ -135,10 +152,7 @@ fn check_rule(index: usize, rule: &Rule, seen: &mut Vec<String>) -> Vec<FieldErr
         ));
     } else if let Err(err) = render(&rule.template, &json!({})) {
         // Rendering with no data catches syntax errors and unknown filters or functions.
-        errors.push(FieldError::new(
-            at("template"),
-            format!("invalid template: {err}"),
-        ));
+        errors.push(FieldError::new(at("template"), template_error(&err)));
     }
     errors
 }
@@ -358,6 +372,22 @@ mod tests {
             .map(|e| e.path)
             .collect();
         assert_eq!(paths, ["rules[0].events[1]", "rules[0].template"]);
+    }
+
+    #[test]
+    fn runaway_template_is_rejected() {
+        let template =
+            "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}";
+        let rule = json!({ "name": "a", "url": "https://c.example.com", "events": ["*"],
+                           "template": template });
+        let errors = Relay.validate(&section(rule));
+        let paths: Vec<_> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["rules[0].template"]);
+        assert!(
+            errors[0].message.contains("runs longer than"),
+            "{}",
+            errors[0].message
+        );
     }
 
     #[test]
