@@ -52,6 +52,8 @@ pub struct Worker {
     /// Instances and apps this process marked as misconfigured, so that a later success
     /// can clear the mark without reading it first.
     misconfigured: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+    /// Instances and apps whose stored mark this process has read once since it started.
+    checked: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 enum Decision {
@@ -76,6 +78,7 @@ impl Worker {
             backoff,
             store_down: AtomicBool::new(false),
             misconfigured: std::sync::Mutex::default(),
+            checked: std::sync::Mutex::default(),
         }))
     }
 
@@ -396,8 +399,31 @@ impl Worker {
         }
     }
 
-    /// Marks the job's app as misconfigured after a configuration error, and clears a mark
-    /// this process set once an attempt succeeds. A failure to write is logged and otherwise
+    /// Returns whether the app of `key` may carry a misconfigured mark: one this process
+    /// set, or, the first time this process sees the app succeed, one found in the store,
+    /// which another process or an earlier run of this one may have set.
+    async fn marked_elsewhere(&self, key: &(String, String)) -> bool {
+        let lock = |set: &'_ std::sync::Mutex<std::collections::HashSet<(String, String)>>| {
+            set.lock().unwrap_or_else(|p| p.into_inner()).contains(key)
+        };
+        if lock(&self.misconfigured) {
+            return true;
+        }
+        if lock(&self.checked) {
+            return false;
+        }
+        let store = self.services.store.as_ref();
+        let stored = app_status::read(store, &key.0, &key.1).await;
+        let marked = matches!(&stored, Ok(Some(status)) if status.misconfigured.is_some());
+        if stored.is_ok() {
+            let mut checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
+            checked.insert(key.clone());
+        }
+        marked
+    }
+
+    /// Marks the job's app as misconfigured after a configuration error, and clears the mark
+    /// once an attempt succeeds. A failure to write is logged and otherwise
     /// ignored, because the mark only informs the operator.
     async fn record_app_health(&self, job: &crate::queue::Job, error: Option<&AttemptError>) {
         let key = (job.spec.instance.clone(), job.spec.app.clone());
@@ -405,14 +431,7 @@ impl Worker {
             Some(AttemptError::Configuration(message)) => {
                 app_status::misconfigured(message, &job.id)
             }
-            None if self
-                .misconfigured
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(&key) =>
-            {
-                app_status::working()
-            }
+            None if self.marked_elsewhere(&key).await => app_status::working(),
             _ => return,
         };
         let store = self.services.store.as_ref();

@@ -525,6 +525,30 @@ async fn recorded_success_is_not_run_again(mode: Mode) {
     assert_eq!(geoffrey.logs("forum").await.len(), 1);
 }
 
+/// Checks that a success clears a misconfigured mark that another process, or an earlier run,
+/// left in the store.
+async fn success_clears_a_mark_set_elsewhere(mode: Mode) {
+    let receiver = Receiver::start().await;
+    let geoffrey = relay_to(mode, &receiver).await;
+    let store = geoffrey.services.store.as_ref();
+    let mark = geoffrey::app_status::misconfigured("an earlier failure", "job-0");
+    geoffrey::app_status::write(store, "forum", "relay", &mark)
+        .await
+        .unwrap();
+    geoffrey
+        .send("forum", &fixtures::signed("topic_created"))
+        .await;
+    geoffrey.wait_for_logs("forum", 1).await;
+    let status = testkit::eventually(Duration::from_secs(5), "the mark cleared", || async {
+        let status = geoffrey::app_status::read(store, "forum", "relay")
+            .await
+            .ok()??;
+        status.misconfigured.is_none().then_some(status)
+    })
+    .await;
+    assert_eq!(status.misconfigured, None);
+}
+
 async fn metrics_count_deliveries_and_attempts(mode: Mode) {
     let receiver = Receiver::start().await;
     let geoffrey = relay_to(mode, &receiver).await;
@@ -579,4 +603,5 @@ async fn metrics_count_deliveries_and_attempts(mode: Mode) {
 testkit::in_both_modes!(
     metrics_count_deliveries_and_attempts,
     recorded_success_is_not_run_again,
+    success_clears_a_mark_set_elsewhere,
 );
