@@ -33,8 +33,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 
-/// Largest accepted submission body.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest accepted submission body. A field holds up to 10,000 characters by default, and
+/// a character of a non-Latin script takes up to 12 bytes once percent-encoded.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 /// Notices shown with the form again when its hidden time field does not pass.
 const STALE_NOTICE: &str =
@@ -74,7 +75,13 @@ async fn find(services: &Services, instance: &str, name: &str) -> Result<Found, 
         Err(crate::instance::InstanceError::NotFound(_)) => return Err(not_found()),
         Err(err) => {
             tracing::error!(%instance, error = %err, "reading the configuration for a form failed");
-            return Err(unavailable());
+            return Err(page_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                page::message(
+                    "Please try again",
+                    "This form is not available just now. Please try again in a few minutes.",
+                ),
+            ));
         }
     };
     let Some(section) = stored.config.apps.get("forms") else {
@@ -174,7 +181,19 @@ pub async fn submit(
         Ok(body) => body,
         Err(err) => {
             services.metrics.submission("too_large");
-            return err.into_response();
+            if json {
+                return (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    Json(json!({ "error": format!(
+                    "the submission is larger than {MAX_BODY_BYTES} bytes; send shorter values"
+                ) })),
+                )
+                    .into_response();
+            }
+            tracing::debug!(error = %err, "a form submission was too large");
+            let message = "Your answers are too long to send. Please shorten them and try again.";
+            let html = page::message(&found.form.title, message);
+            return page_response(StatusCode::PAYLOAD_TOO_LARGE, html);
         }
     };
     let address = client_address(&services, &headers, &extensions);
@@ -384,8 +403,9 @@ impl Submission<'_> {
         let token = headers
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .unwrap_or_default();
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map_or("", |(_, token)| token.trim());
         let matches = bool::from(token.as_bytes().ct_eq(secret.expose().as_bytes()));
         if token.is_empty() || !matches {
             let message = "missing or wrong bearer token; send the form's json_secret as \
