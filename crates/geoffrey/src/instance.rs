@@ -62,11 +62,12 @@ pub enum InstanceError {
     Exists(String),
     #[error("invalid configuration:\n{}", format_field_errors(.0))]
     Invalid(Vec<FieldError>),
-    #[error("cannot read the secret {path} of instance {instance:?}: {source}")]
+    #[error("cannot read the secret {path} of instance {instance:?}: {reason}")]
     Sealed {
         instance: String,
         path: String,
-        source: OpenError,
+        /// Not named `source`, which would make the error chain print it twice.
+        reason: OpenError,
     },
     #[error(transparent)]
     Store(StoreError),
@@ -154,6 +155,7 @@ pub fn validate(document: &Value, apps: &AppRegistry) -> Result<InstanceConfig, 
             )),
         }
     }
+    errors.extend(crate::apps::forms::check_dependencies(&config));
     if errors.is_empty() {
         Ok(config)
     } else {
@@ -263,7 +265,7 @@ fn open_secrets(
                 failures.push(InstanceError::Sealed {
                     instance: instance.to_string(),
                     path: path.to_string(),
-                    source,
+                    reason: source,
                 });
             }
         }
@@ -497,6 +499,19 @@ pub async fn save(
     let stored = load_for_edit(store, apps, keyring, name).await?.document;
     check_masked_destinations(&document, &stored, apps)?;
     unmask(&mut document, &stored);
+    let mut masks_left = Vec::new();
+    visit_secrets(&mut document, apps, &mut |path, secret, _| {
+        if secret.as_str() == Some(MASK) {
+            masks_left.push(FieldError::new(
+                path,
+                "enter the secret again: there is no stored value to keep, because it was \
+                 never set or cannot be read with the current key",
+            ));
+        }
+    });
+    if !masks_left.is_empty() {
+        return Err(InstanceError::Invalid(masks_left));
+    }
     let config = validate(&document, apps)?;
     let body = encode(&config, name, apps, keyring)?;
     Ok(store.put(name, CONFIG_ID, Some(rev), &body).await?)
@@ -550,6 +565,27 @@ mod tests {
         };
         let paths: Vec<_> = errors.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, ["discourse_url", "webhook_secret", "apps.nosuchapp"]);
+    }
+
+    #[test]
+    fn form_subscription_needs_the_mailchimp_app() {
+        let document = json!({
+            "discourse_url": "https://forum.example.com",
+            "webhook_secret": "fixture-secret",
+            "apps": { "forms": { "forms": [{
+                "name": "apply", "title": "Apply",
+                "fields": [
+                    { "name": "email", "type": "email", "label": "Email" },
+                    { "name": "news", "type": "checkbox", "label": "News" }
+                ],
+                "actions": { "mailchimp": { "email_field": "email", "consent_field": "news" } }
+            }]}}
+        });
+        let Err(InstanceError::Invalid(errors)) = validate(&document, &registry()) else {
+            panic!("a mailchimp action without the app must fail");
+        };
+        let paths: Vec<_> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["apps.forms.forms[0].actions.mailchimp"]);
     }
 
     #[test]

@@ -265,6 +265,18 @@ pub fn check(config: &FormsConfig) -> Vec<FieldError> {
                 "missing; give the form a title",
             ));
         }
+        let rates = [
+            ("submissions_per_minute", form.submissions_per_minute),
+            (
+                "submissions_per_hour_per_address",
+                form.submissions_per_hour_per_address,
+            ),
+        ];
+        for (key, rate) in rates {
+            if rate == 0 {
+                errors.push(FieldError::new(at(key), "0 accepts nothing; use 1 or more"));
+            }
+        }
         if form.fields.is_empty() {
             errors.push(FieldError::new(
                 at("fields"),
@@ -556,6 +568,20 @@ mod tests {
                 "forms[0].actions.mailchimp.consent_field",
                 "forms[0].actions.mailchimp.merge_fields.FNAME",
                 "forms[1].fields",
+            ]
+        );
+    }
+
+    #[test]
+    fn zero_rates_are_rejected() {
+        let mut section = valid();
+        section["forms"][0]["submissions_per_minute"] = json!(0);
+        section["forms"][0]["submissions_per_hour_per_address"] = json!(0);
+        assert_eq!(
+            errors_of(section),
+            [
+                "forms[0].submissions_per_minute",
+                "forms[0].submissions_per_hour_per_address"
             ]
         );
     }

@@ -41,6 +41,30 @@ pub const SUBMISSION_PREFIX: &str = "submission:";
 
 pub struct Forms;
 
+/// Checks what a form's actions need from the rest of the configuration: a `mailchimp`
+/// action needs the `mailchimp` app. Paths are from the document's root.
+pub fn check_dependencies(config: &crate::instance::InstanceConfig) -> Vec<FieldError> {
+    let Some(Ok(forms)) = config.apps.get("forms").map(FormsConfig::parse) else {
+        return Vec::new();
+    };
+    let has_mailchimp = config.apps.contains_key("mailchimp");
+    forms
+        .forms
+        .iter()
+        .enumerate()
+        .filter(|(_, form)| form.actions.mailchimp.is_some() && !has_mailchimp)
+        .map(|(index, _)| {
+            FieldError::new(
+                format!("apps.forms.forms[{index}].actions.mailchimp"),
+                "the instance has no mailchimp app; add apps.mailchimp, or remove this action",
+            )
+        })
+        .collect()
+}
+
+/// Longest topic title Discourse accepts by default (`max_topic_title_length`).
+const MAX_TITLE_CHARS: usize = 255;
+
 fn attempt(error: Option<AttemptError>, response: Option<String>) -> Attempt {
     Attempt {
         error,
@@ -101,6 +125,7 @@ fn render(source: &str, context: &Value, target: Target, what: &str) -> Result<S
 /// Renders a post's title and body.
 fn render_post(title: &str, body: &str, context: &Value) -> Result<(String, String), Attempt> {
     let title = render(title, context, Target::Plain, "title")?;
+    let title = crate::apps::http::truncate(&title, MAX_TITLE_CHARS - 1);
     let body = render(body, context, Target::Markdown, "body")?;
     Ok((title, body))
 }
@@ -313,7 +338,9 @@ async fn invite(context: &FeatureContext<'_>, form: &Form, payload: &Value) -> A
         Some(source) => match render(
             source,
             &template_context(payload, form),
-            Target::Plain,
+            // Discourse may format the message in the invitation email, so values are
+            // escaped as for a post.
+            Target::Markdown,
             "message",
         ) {
             Ok(message) => Some(message),

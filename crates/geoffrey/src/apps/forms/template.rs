@@ -3,9 +3,9 @@
 //! Templates use Jinja syntax (minijinja), like the relay's. Every value a template prints
 //! goes through a formatter that escapes it for where it goes. In a post's body, a
 //! submission's text reaches the forum as plain text: it cannot add mentions, links, images or
-//! markup that the template did not write (see [`crate::discourse::markdown`]). Titles
-//! and invitation messages are plain text in Discourse, so values there are only folded onto
-//! one line and cleared of control characters.
+//! markup that the template did not write (see [`crate::discourse::markdown`]). Invitation
+//! messages are escaped the same way. Titles are plain text in Discourse, so values there
+//! are only folded onto one line and cleared of control characters.
 
 use minijinja::value::Value as TemplateValue;
 use minijinja::{Environment, Error, Output, State, UndefinedBehavior};
