@@ -28,6 +28,7 @@ macro_rules! store_suite {
                     response: None,
                     error: None,
                     duration_ms: 5,
+                    continued: false,
                 }
             }
 
@@ -170,6 +171,16 @@ macro_rules! store_suite {
                 assert_eq!(found.map(|e| e.outcome), Some(Outcome::Succeeded));
                 let retrying_only = store.final_log_of_job("jobs", &other_id).await.unwrap();
                 assert_eq!(retrying_only, None);
+
+                // A success that goes on, such as a backfill's page, is not final.
+                let long_id = geoffrey::store::log_id(queued);
+                let mut page = entry(9, "mailchimp", Outcome::Succeeded, "mailchimp_backfill");
+                page.at = queued + time::Duration::seconds(9);
+                page.id = geoffrey::store::log_id(page.at);
+                page.job_id = long_id.clone();
+                page.continued = true;
+                store.append_logs("jobs", &[page]).await.unwrap();
+                assert_eq!(store.final_log_of_job("jobs", &long_id).await.unwrap(), None);
                 let unknown = store.final_log_of_job("jobs", &geoffrey::store::log_id(queued)).await;
                 assert_eq!(unknown.unwrap(), None);
             }

@@ -82,6 +82,10 @@ pub struct LogEntry {
     pub response: Option<String>,
     pub error: Option<String>,
     pub duration_ms: u64,
+    /// Set when the attempt made progress and the job goes on (a backfill's page): such a
+    /// success is not the job's final outcome.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub continued: bool,
 }
 
 /// Filters for reading log entries. Every filter that is set must match.

@@ -74,7 +74,7 @@ pub trait Store: Send + Sync + 'static {
     async fn append_logs(&self, db: &str, entries: &[LogEntry]) -> StoreResult<()>;
 
     /// Returns the newest log entry of job `job_id` with a final outcome (succeeded or failed
-    /// for good), if one was written. Job ids are UUIDv7 of the time the job was queued, and
+    /// for good, and not `continued`), if one was written. Job ids are UUIDv7 of the time the job was queued, and
     /// its entries are written later, so only entries with larger ids are searched.
     async fn final_log_of_job(&self, db: &str, job_id: &str) -> StoreResult<Option<LogEntry>>;
 

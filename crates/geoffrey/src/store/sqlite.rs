@@ -312,6 +312,7 @@ impl Store for SqliteStore {
                     "SELECT body FROM logs
                      WHERE id > ?1 AND outcome IN (?2, ?3, ?4)
                        AND json_extract(body, '$.job_id') = ?1
+                       AND json_extract(body, '$.continued') IS NOT 1
                      ORDER BY id DESC LIMIT 1",
                 )?;
                 let finals = [

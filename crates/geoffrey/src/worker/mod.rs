@@ -314,6 +314,7 @@ impl Worker {
             response: attempt.response,
             error: error.clone(),
             duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+            continued: matches!(decision, Decision::Continue),
         };
         if !self.write_log(lease, &entry).await {
             return;

@@ -505,6 +505,7 @@ async fn recorded_success_is_not_run_again(mode: Mode) {
         response: None,
         error: None,
         duration_ms: 5,
+        continued: false,
     };
     services.store.append_logs("forum", &[entry]).await.unwrap();
 

@@ -316,6 +316,7 @@ pub(super) async fn final_of_job(
         "_id": { "$gt": format!("{ID_PREFIX}{job_id}"), "$lt": ID_END },
         "job_id": job_id,
         "outcome": { "$in": finals },
+        "continued": { "$exists": false },
     });
     let body = json!({ "selector": selector, "limit": 100 });
     let url = store.url(&[&store.db_name(db), "_find"]);
