@@ -95,6 +95,10 @@ impl Harness {
             ..Settings::default()
         };
         settings.server.max_body_bytes = MAX_BODY_BYTES;
+        // The fuzzer sends thousands of deliveries a second to one instance, with no worker
+        // to empty the queue; the per-instance limits would answer them 429.
+        settings.limits.deliveries_per_second = 0;
+        settings.limits.max_queued_jobs = 0;
         let router = runtime.block_on(async {
             let services = geoffrey::run::open_services(&settings, Arc::new(SystemClock))
                 .await
@@ -149,24 +153,25 @@ impl Harness {
 
 async fn create_instance(services: &geoffrey::services::Services, instance: &Instance) {
     let store = services.store.as_ref();
-    let apps = &services.apps;
+    let (apps, keyring) = (&services.apps, &services.keyring);
     let secret = Some(Secret::new(instance.secret));
     geoffrey::instance::create(
         store,
         apps,
+        keyring,
         instance.name,
         "https://forum.example.com",
         secret,
     )
     .await
     .expect("the fuzz instance can be created");
-    let current = geoffrey::instance::load(store, instance.name)
+    let current = geoffrey::instance::load(store, apps, keyring, instance.name)
         .await
         .expect("the fuzz instance was just created");
     let mut document = serde_json::to_value(&current.config).expect("a config serializes");
     document["accept_unsigned"] = json!(instance.accept_unsigned);
     document["apps"] = apps_section();
-    geoffrey::instance::save(store, apps, instance.name, &current.rev, document)
+    geoffrey::instance::save(store, apps, keyring, instance.name, &current.rev, document)
         .await
         .expect("the fuzz instance's apps section is valid");
 }
