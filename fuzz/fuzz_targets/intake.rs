@@ -96,7 +96,7 @@ impl Harness {
         };
         settings.server.max_body_bytes = MAX_BODY_BYTES;
         // The fuzzer sends thousands of deliveries a second to one instance, with no worker
-        // to empty the queue; the per-instance limits would answer them 429.
+        // to empty the queue, so the per-instance limits would reject them with 429.
         settings.limits.deliveries_per_second = 0;
         settings.limits.max_queued_jobs = 0;
         let router = runtime.block_on(async {

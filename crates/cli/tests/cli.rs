@@ -527,7 +527,7 @@ fn secrets_rotate_to_a_new_key() {
     let output = geoffrey_with_env(dir.path(), &with_old, &create, None);
     assert!(output.status.success(), "{}", stderr(&output));
 
-    // The new key alone cannot read what the old key sealed, and says which key is missing.
+    // The new key alone cannot read what the old key sealed, and the error names the missing key.
     let output = geoffrey_with_env(dir.path(), &with_new, &["secrets", "rotate"], None);
     assert!(!output.status.success());
     assert!(

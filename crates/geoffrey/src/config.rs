@@ -118,7 +118,7 @@ impl Default for LogSettings {
     }
 }
 
-/// Where requests to third parties may go; see [`crate::outbound`].
+/// Networks that requests to third parties may reach; see [`crate::outbound`].
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OutboundSettings {

@@ -191,8 +191,8 @@ pub async fn submit(
                     .into_response();
             }
             tracing::debug!(error = %err, "a form submission was too large");
-            let message = "Your answers are too long to send. Please shorten them and try again.";
-            let html = page::message(&found.form.title, message);
+            let text = "Your answers are too long to send. Please shorten them and try again.";
+            let html = page::message(&found.form.title, text);
             return page_response(StatusCode::PAYLOAD_TOO_LARGE, html);
         }
     };

@@ -124,8 +124,8 @@ pub struct Attempt {
     /// Set by a long feature (such as a backfill) that made progress and has more to do: the
     /// job goes back to the queue to continue, without counting an attempt.
     pub continue_later: bool,
-    /// The least time before a transient failure is retried, when the third party said how
-    /// long to wait (a 429 with a wait time). The backoff delay applies when it is longer.
+    /// Minimum delay before a transient failure is retried, when the third party's response
+    /// gave a wait time (a 429). The backoff delay applies when it is longer.
     pub retry_after: Option<std::time::Duration>,
 }
 

@@ -400,9 +400,9 @@ impl Worker {
         }
     }
 
-    /// Returns whether the app of `key` may carry a misconfigured mark: one this process
-    /// set, or, the first time this process sees the app succeed, one found in the store,
-    /// which another process or an earlier run of this one may have set.
+    /// Returns whether the app of `key` may carry a misconfigured mark: one this process set,
+    /// or one found in the store, which another process or an earlier run may have set. The
+    /// store is read at the app's first success in this process.
     async fn marked_elsewhere(&self, key: &(String, String)) -> bool {
         let lock = |set: &'_ std::sync::Mutex<std::collections::HashSet<(String, String)>>| {
             set.lock().unwrap_or_else(|p| p.into_inner()).contains(key)

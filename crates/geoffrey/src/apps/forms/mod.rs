@@ -62,7 +62,7 @@ pub fn check_dependencies(config: &crate::instance::InstanceConfig) -> Vec<Field
         .collect()
 }
 
-/// Longest topic title Discourse accepts by default (`max_topic_title_length`).
+/// Maximum topic title length Discourse accepts by default (`max_topic_title_length`).
 const MAX_TITLE_CHARS: usize = 255;
 
 fn attempt(error: Option<AttemptError>, response: Option<String>) -> Attempt {
@@ -279,22 +279,15 @@ async fn create_topic(context: &FeatureContext<'_>, form: &Form, payload: &Value
     let Some(action) = &form.actions.topic else {
         return configuration(format!("form {:?} has no topic action", form.name));
     };
-    let values = template_context(payload, form);
-    let (title, body) = match render_post(&action.title, &action.body, &values) {
-        Ok(post) => post,
-        Err(failed) => return failed,
-    };
-    let discourse = match client(context) {
-        Ok(discourse) => discourse,
-        Err(failed) => return failed,
-    };
-    match discourse
+    let (discourse, title, body) =
+        match prepare_post(context, form, payload, &action.title, &action.body) {
+            Ok(prepared) => prepared,
+            Err(failed) => return failed,
+        };
+    let created = discourse
         .create_topic(&title, &body, Some(action.category_id))
-        .await
-    {
-        Ok(post) => attempt(None, Some(describe(&post))),
-        Err(err) => discourse_failure(&err),
-    }
+        .await;
+    post_outcome(created)
 }
 
 async fn private_message(context: &FeatureContext<'_>, form: &Form, payload: &Value) -> Attempt {
@@ -304,21 +297,34 @@ async fn private_message(context: &FeatureContext<'_>, form: &Form, payload: &Va
             form.name
         ));
     };
-    let values = template_context(payload, form);
-    let (title, body) = match render_post(&action.title, &action.body, &values) {
-        Ok(post) => post,
-        Err(failed) => return failed,
-    };
-    let discourse = match client(context) {
-        Ok(discourse) => discourse,
-        Err(failed) => return failed,
-    };
+    let (discourse, title, body) =
+        match prepare_post(context, form, payload, &action.title, &action.body) {
+            Ok(prepared) => prepared,
+            Err(failed) => return failed,
+        };
     let users: Vec<&str> = action.users.iter().map(String::as_str).collect();
     let groups: Vec<&str> = action.groups.iter().map(String::as_str).collect();
-    match discourse
+    let created = discourse
         .create_private_message(&title, &body, &users, &groups)
-        .await
-    {
+        .await;
+    post_outcome(created)
+}
+
+/// Renders a post's title and body over the submission and opens the Discourse client.
+fn prepare_post<'a>(
+    context: &'a FeatureContext<'_>,
+    form: &Form,
+    payload: &Value,
+    title: &str,
+    body: &str,
+) -> Result<(DiscourseClient<'a>, String, String), Attempt> {
+    let (title, body) = render_post(title, body, &template_context(payload, form))?;
+    Ok((client(context)?, title, body))
+}
+
+/// Returns the attempt of a request that creates a post.
+fn post_outcome(created: Result<NewPost, DiscourseError>) -> Attempt {
+    match created {
         Ok(post) => attempt(None, Some(describe(&post))),
         Err(err) => discourse_failure(&err),
     }
