@@ -35,6 +35,7 @@ pub struct Settings {
     pub outbound: OutboundSettings,
     pub logs: LogSettings,
     pub limits: LimitSettings,
+    pub ui: UiSettings,
 }
 
 /// Per-instance intake limits: defaults for every instance, and overrides by name.
@@ -114,6 +115,34 @@ impl Default for LogSettings {
         Self {
             retention: Duration::from_secs(90 * 24 * 3600),
             purge_interval: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// The web UI's accounts and sessions; see [`crate::ui`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UiSettings {
+    /// Name of the administrator the embedded mode creates on first start.
+    pub admin_user: String,
+    /// Password of that administrator, usually from `GEOFFREY_UI__ADMIN_PASSWORD`. Read only
+    /// while no administrator exists; without it, `geoffrey run` prints a one-time setup link.
+    pub admin_password: Option<Secret>,
+    /// Time a sign-in lasts.
+    #[serde(with = "humantime_serde")]
+    pub session_lifetime: Duration,
+    /// Marks the session cookie `Secure`, so that browsers send it over HTTPS only. Unset, it
+    /// follows the scheme of `server.public_url`.
+    pub secure_cookies: Option<bool>,
+}
+
+impl Default for UiSettings {
+    fn default() -> Self {
+        Self {
+            admin_user: "admin".to_string(),
+            admin_password: None,
+            session_lifetime: Duration::from_secs(12 * 3600),
+            secure_cookies: None,
         }
     }
 }
@@ -246,6 +275,7 @@ impl Default for Settings {
             outbound: OutboundSettings::default(),
             logs: LogSettings::default(),
             limits: LimitSettings::default(),
+            ui: UiSettings::default(),
         }
     }
 }
@@ -353,6 +383,11 @@ impl Settings {
             return Err(SettingsError::Invalid(
                 "server.max_body_bytes is 0; set it to the largest body to accept, in bytes"
                     .to_string(),
+            ));
+        }
+        if self.ui.session_lifetime.is_zero() {
+            return Err(SettingsError::Invalid(
+                "ui.session_lifetime is 0; set a duration such as \"12h\"".to_string(),
             ));
         }
         Ok(())

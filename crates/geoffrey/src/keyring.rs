@@ -179,6 +179,15 @@ impl Keyring {
         String::from_utf8(plain).map_err(|_| damaged())
     }
 
+    /// Opens a value that must have been sealed: unlike [`Keyring::open`], a value without
+    /// the sealed prefix is an error, so that nobody can pass plain text off as sealed.
+    pub fn open_sealed(&self, value: &str, context: &str) -> Result<String, OpenError> {
+        if !value.starts_with(PREFIX) {
+            return Err(OpenError::Damaged(String::new()));
+        }
+        self.open(value, context)
+    }
+
     /// Returns a MAC of `message` (HMAC-SHA256, hex) with a key derived from the current
     /// key, so that every process of a deployment can check what another one signed.
     pub fn sign(&self, message: &str) -> String {

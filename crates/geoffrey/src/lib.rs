@@ -28,4 +28,5 @@ pub mod secret;
 pub mod services;
 mod sqlite;
 pub mod store;
+pub mod ui;
 pub mod worker;

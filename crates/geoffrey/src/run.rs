@@ -42,6 +42,8 @@ pub struct Running {
     /// Address the API server listens on, when it runs.
     pub addr: Option<SocketAddr>,
     pub services: Arc<Services>,
+    /// The one-time link that creates the web UI's administrator, while none exists.
+    pub setup_link: Option<String>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -160,6 +162,7 @@ pub async fn start_with(
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
     let mut addr = None;
+    let mut setup_link = None;
 
     if roles.server {
         let listener = match listener {
@@ -175,7 +178,9 @@ pub async fn start_with(
         };
         let local = listener.local_addr()?;
         addr = Some(local);
-        let app = api::router(services.clone());
+        let ui = crate::ui::Ui::new(services.clone()).await?;
+        setup_link = ui.setup_link();
+        let app = api::router_with_ui(services.clone(), ui);
         let stop = shutdown.clone();
         tasks.push(tokio::spawn(async move {
             let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -200,6 +205,7 @@ pub async fn start_with(
     Ok(Running {
         addr,
         services,
+        setup_link,
         shutdown,
         tasks,
     })

@@ -51,6 +51,7 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     // The receivers and fakes the tests start listen on loopback.
     settings.outbound.allowed_networks = vec![LOOPBACK.parse().unwrap()];
     settings.secret_key = Some(Secret::generate());
+    settings.ui.admin_password = Some(Secret::new(crate::ui::ADMIN_PASSWORD));
     settings
 }
 
@@ -110,6 +111,11 @@ impl TestGeoffrey {
             redis,
             couch,
         }
+    }
+
+    /// Returns the one-time link that creates the embedded administrator, while none exists.
+    pub fn setup_link(&self) -> Option<String> {
+        self.running.as_ref()?.setup_link.clone()
     }
 
     /// Stops the server and workers gracefully.

@@ -11,6 +11,7 @@ pub mod geoffrey;
 pub mod receiver;
 pub mod servers;
 pub mod suites;
+pub mod ui;
 
 use std::future::Future;
 use std::time::Duration;

@@ -22,6 +22,21 @@ pub async fn run(
     // the port accepts connections must stop Geoffrey gracefully, not kill it.
     let signals = Signals::install();
     let running = start(settings, None, roles).await?;
+    if let Some(addr) = running.addr {
+        crate::output::line(format_args!(
+            "Web UI: {}/ui/ (listening on {addr})",
+            running.services.settings.public_url()
+        ));
+    }
+    if let Some(link) = &running.setup_link {
+        // On stdout, not in the log: the link holds a one-time token.
+        crate::output::line(format_args!(
+            "No administrator exists yet. Open this link once to choose the password:\n  {link}"
+        ));
+        tracing::warn!(
+            "the web UI has no administrator yet; open the setup link printed on stdout"
+        );
+    }
     let shutdown = running.shutdown_token();
     tokio::spawn(async move {
         signals.wait().await;

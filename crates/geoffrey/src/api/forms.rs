@@ -144,7 +144,11 @@ pub async fn show(
 
 /// Returns the submitter's address: the peer, or with `server.client_ip_header` the last
 /// address in that header, which the reverse proxy in front added.
-fn client_address(services: &Services, headers: &HeaderMap, extensions: &Extensions) -> String {
+pub(crate) fn client_address(
+    services: &Services,
+    headers: &HeaderMap,
+    extensions: &Extensions,
+) -> String {
     if let Some(name) = &services.settings.server.client_ip_header {
         let forwarded = headers
             .get(name.as_str())

@@ -9,6 +9,8 @@
 //! - `GET /healthz`: the process is up.
 //! - `GET /readyz`: the store and the queue respond; 503 names the one that does not.
 //! - `GET /metrics`: Prometheus metrics in the OpenMetrics text format.
+//! - `/ui/` and `/api/v1/`: the web UI and its JSON API, when the router is built with
+//!   [`router_with_ui`]; see [`crate::ui`].
 
 mod error;
 pub mod forms;
@@ -34,8 +36,18 @@ use std::sync::Arc;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Instrument;
 
+/// Returns the API without the web UI.
 pub fn router(services: Arc<Services>) -> Router {
-    Router::new()
+    routes(services, None)
+}
+
+/// Returns the API with the web UI.
+pub fn router_with_ui(services: Arc<Services>, ui: Arc<crate::ui::Ui>) -> Router {
+    routes(services, Some(ui))
+}
+
+fn routes(services: Arc<Services>, ui: Option<Arc<crate::ui::Ui>>) -> Router {
+    let api = Router::new()
         .route("/hooks/discourse/{instance}", post(discourse_hook))
         .route("/api/{resource}/{action}", post(original_hook))
         .route(
@@ -45,13 +57,17 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readiness))
         .route("/metrics", get(metrics))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(request_span)
-                // The handlers log their failures themselves, rate-limited during outages.
-                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
-        )
-        .with_state(services)
+        .with_state(services);
+    let app = match ui {
+        Some(ui) => api.merge(crate::ui::router(ui)),
+        None => api,
+    };
+    app.layer(
+        TraceLayer::new_for_http()
+            .make_span_with(request_span)
+            // The handlers log their failures themselves, rate-limited during outages.
+            .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+    )
 }
 
 /// Checks that the store and the queue respond. The body names what failed, and the log has

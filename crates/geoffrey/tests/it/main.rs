@@ -16,3 +16,4 @@ mod relay;
 mod retention;
 mod secrets;
 mod sqlite;
+mod ui;
