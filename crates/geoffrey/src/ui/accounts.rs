@@ -3,7 +3,8 @@
 //! - With CouchDB, CouchDB decides. Signing in posts the name and password to CouchDB's
 //!   `_session`, and a person sees an instance when CouchDB lets their session read the
 //!   instance's database. Server admins (role `_admin`) see every instance and may create
-//!   instances. Answers are kept for [`ACCESS_TTL`], so a changed `_security` shows within it.
+//!   instances. Access checks are cached for [`ACCESS_TTL`], so a changed `_security` applies
+//!   within that time.
 //! - The embedded mode has one administrator, kept in `ui-admin.json` in the data folder with
 //!   an Argon2id hash of the password.
 
@@ -21,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-/// Time an answer of CouchDB about one person and one database is reused.
+/// Time the result of a CouchDB access check for one person and one database is cached.
 pub const ACCESS_TTL: Duration = Duration::from_secs(30);
 
 /// Shortest password the setup page accepts.
@@ -49,7 +50,7 @@ pub enum SignInError {
     Unavailable(String),
 }
 
-/// What a person may do with one instance.
+/// Access of one person to one instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     Allowed,
@@ -168,7 +169,7 @@ impl AdminFile {
         let admin = self.read().ok_or(SignInError::NoAdministrator)?;
         let hash = admin.password_hash.clone();
         let password = Secret::new(password);
-        // The hash is checked even for a wrong name, so that timing tells nothing.
+        // The hash is checked even for a wrong name, so that the response time reveals nothing.
         let matches =
             tokio::task::spawn_blocking(move || verify_password(password.expose(), &hash))
                 .await
@@ -185,7 +186,7 @@ impl AdminFile {
     }
 }
 
-/// Checks a new administrator password; the message says what to change.
+/// Checks a new administrator password. The error message names what to change.
 pub fn check_password(password: &str) -> Result<(), String> {
     if password.chars().count() < MIN_PASSWORD_LEN {
         return Err(format!(
@@ -233,8 +234,8 @@ pub struct CouchAccounts {
     http: reqwest::Client,
     base: Url,
     prefix: String,
-    /// (session id, instance) to the answer and when it was read.
-    answers: Mutex<HashMap<(String, String), (Access, Instant)>>,
+    /// Cached access checks: (session id, instance) to the result and when it was checked.
+    checks: Mutex<HashMap<(String, String), (Access, Instant)>>,
 }
 
 impl CouchAccounts {
@@ -255,7 +256,7 @@ impl CouchAccounts {
             http,
             base,
             prefix: prefix.to_string(),
-            answers: Mutex::new(HashMap::new()),
+            checks: Mutex::new(HashMap::new()),
         })
     }
 
@@ -280,7 +281,7 @@ impl CouchAccounts {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return Err(SignInError::Rejected),
             status => {
                 return Err(SignInError::Unavailable(format!(
-                    "CouchDB answered {status} to a sign-in"
+                    "CouchDB returned {status} to a sign-in request"
                 )));
             }
         }
@@ -303,8 +304,8 @@ impl CouchAccounts {
     async fn access(&self, viewer: &Viewer, instance: &str) -> Result<Access, String> {
         let key = (viewer.session.csrf.clone(), instance.to_string());
         {
-            let answers = self.answers.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((access, read_at)) = answers.get(&key) {
+            let checks = self.checks.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((access, read_at)) = checks.get(&key) {
                 if read_at.elapsed() < ACCESS_TTL {
                     return Ok(*access);
                 }
@@ -316,8 +317,8 @@ impl CouchAccounts {
         let access = match status {
             StatusCode::OK => Access::Allowed,
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                // PouchDB Server answers 401 where CouchDB answers 403, so `_session` tells
-                // an ended session from a database the person may not read.
+                // PouchDB Server returns 401 where CouchDB returns 403, so `_session`
+                // distinguishes an ended session from a database the person may not read.
                 let (_, body) = self.ask(viewer, &cookie, &["_session"]).await?;
                 if body.pointer("/userCtx/name").is_some_and(Value::is_string) {
                     Access::Denied
@@ -326,12 +327,12 @@ impl CouchAccounts {
                 }
             }
             StatusCode::NOT_FOUND => Access::Denied,
-            status => return Err(format!("CouchDB answered {status} to an access check")),
+            status => return Err(format!("CouchDB returned {status} to an access check")),
         };
         if access != Access::Expired {
-            let mut answers = self.answers.lock().unwrap_or_else(|p| p.into_inner());
-            answers.retain(|_, (_, read_at)| read_at.elapsed() < ACCESS_TTL);
-            answers.insert(key, (access, Instant::now()));
+            let mut checks = self.checks.lock().unwrap_or_else(|p| p.into_inner());
+            checks.retain(|_, (_, read_at)| read_at.elapsed() < ACCESS_TTL);
+            checks.insert(key, (access, Instant::now()));
         }
         Ok(access)
     }

@@ -134,8 +134,8 @@ pub struct SessionRequest {
     password: String,
 }
 
-/// `POST /api/v1/session` with `{"user", "password"}`: signs in a script. The answer sets
-/// the session cookie and gives the CSRF token to send in `X-CSRF-Token`. A JSON body cannot
+/// `POST /api/v1/session` with `{"user", "password"}`: signs in a script. The response sets
+/// the session cookie and contains the CSRF token to send in `X-CSRF-Token`. A JSON body cannot
 /// be sent across sites without the browser asking first, so it needs no CSRF token.
 pub async fn sign_in_json(
     State(ui): State<Arc<Ui>>,
