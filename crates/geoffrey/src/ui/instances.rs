@@ -18,7 +18,7 @@ use std::sync::Arc;
 #[derive(Debug, Serialize)]
 pub struct AppHealth {
     pub name: String,
-    /// Why the app is marked misconfigured, if it is.
+    /// Reason the app is marked misconfigured, if it is.
     pub misconfigured: Option<String>,
 }
 
@@ -26,14 +26,14 @@ pub struct AppHealth {
 #[derive(Debug, Serialize)]
 pub struct InstanceSummary {
     pub name: String,
-    /// Deliveries accepted since midnight UTC; `None` when the queue did not answer.
+    /// Deliveries accepted since midnight UTC; `None` when the queue failed.
     pub events_today: Option<u64>,
     /// Failed jobs waiting for a replay or a discard.
     pub failed: u64,
     /// Jobs waiting, delayed for a retry, or running.
     pub waiting: u64,
     pub apps: Vec<AppHealth>,
-    /// Why the instance's state could not be read, if it could not.
+    /// Reason the instance's state could not be read, if it could not.
     pub error: Option<String>,
 }
 
@@ -151,7 +151,7 @@ pub struct CreateForm {
     discourse_url: String,
 }
 
-/// What creating an instance gave: the webhook settings to paste into Discourse.
+/// A created instance, with the webhook settings to paste into Discourse.
 struct Created {
     name: String,
     discourse_url: String,
@@ -253,8 +253,8 @@ pub async fn create_page(
     }
 }
 
-/// `POST /api/v1/instances` with `{"name", "discourse_url"}`. The answer is the only time
-/// the generated webhook secret is shown.
+/// `POST /api/v1/instances` with `{"name", "discourse_url"}`. The response is the only
+/// place the generated webhook secret is shown.
 pub async fn create_json(
     State(ui): State<Arc<Ui>>,
     Extension(viewer): Extension<Arc<Viewer>>,

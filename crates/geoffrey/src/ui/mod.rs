@@ -7,7 +7,7 @@
 //!
 //! Every route except signing in, the setup link and the assets passes [`session_layer`]: it
 //! opens the sealed session cookie (see [`session`]), sends people without one to the sign-in
-//! page (or answers 401 under `/api/v1/`), and checks the CSRF token of every request that is
+//! page (or returns 401 under `/api/v1/`), and checks the CSRF token of every request that is
 //! not a GET or HEAD. Which instances a person sees is decided by [`accounts`].
 
 pub mod accounts;
@@ -135,7 +135,7 @@ impl Ui {
     }
 }
 
-/// The UI's routes, with their state applied.
+/// Builds the UI's routes, with their state applied.
 pub fn router(ui: Arc<Ui>) -> Router {
     let signed_in = Router::new()
         .route("/ui", get(|| async { Redirect::to("/ui/instances") }))
@@ -308,7 +308,7 @@ async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Respon
         .into_response()
 }
 
-/// Why a UI request failed. Pages show it as an HTML page, `/api/v1/` as JSON.
+/// Failure of a UI request. Pages show it as an HTML page, `/api/v1/` as JSON.
 #[derive(Debug, thiserror::Error)]
 pub enum UiError {
     #[error("{0}")]
@@ -389,7 +389,7 @@ impl IntoResponse for UiError {
     }
 }
 
-/// A [`UiError`] answered as JSON, for the handlers under `/api/v1/`.
+/// A [`UiError`] sent as JSON, for the handlers under `/api/v1/`.
 #[derive(Debug)]
 pub struct ApiFailure(pub UiError);
 

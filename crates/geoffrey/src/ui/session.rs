@@ -19,7 +19,7 @@ pub const SIGN_IN_COOKIE: &str = "geoffrey_sign_in";
 /// Associated data of sealed sessions, so that no other sealed value passes as one.
 const CONTEXT: &str = "geoffrey ui session";
 
-/// Who is signed in, as sealed into the cookie.
+/// The signed-in person, as sealed into the cookie.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Session {
     pub user: String,
