@@ -171,7 +171,7 @@ async fn session_layer(State(ui): State<Arc<Ui>>, request: Request, next: Next) 
         .and_then(|value| Session::open(&value, &ui.services.keyring))
         .filter(|session| session.expires > ui.now() && ui.accounts.is_current(session));
     let Some(session) = session else {
-        return signed_out(api, request.uri());
+        return signed_out(api, request.headers(), request.uri());
     };
     let (request, token) = match csrf_token(request).await {
         Ok(found) => found,
@@ -190,11 +190,12 @@ async fn session_layer(State(ui): State<Arc<Ui>>, request: Request, next: Next) 
         .respond(api);
     }
     let viewer = Arc::new(Viewer::new(session));
+    let (headers, uri) = (request.headers().clone(), request.uri().clone());
     let mut request = request;
     request.extensions_mut().insert(viewer.clone());
     let mut response = next.run(request).await;
     if response.status() == StatusCode::UNAUTHORIZED && !api {
-        return signed_out(false, &"/ui/instances".parse().unwrap_or_default());
+        return signed_out(false, &headers, &uri);
     }
     let refreshed = viewer
         .refreshed_couch
@@ -246,7 +247,10 @@ async fn csrf_token(request: Request) -> Result<(Request, Option<String>), Respo
     Ok((Request::from_parts(parts, Body::from(bytes)), token))
 }
 
-fn signed_out(api: bool, uri: &axum::http::Uri) -> Response {
+/// Sends a request without a valid session to the sign-in page, which returns to `uri`.
+/// htmx gets the address in `HX-Redirect`, so that it loads the whole page instead of
+/// swapping the sign-in form into a part of one.
+fn signed_out(api: bool, headers: &axum::http::HeaderMap, uri: &axum::http::Uri) -> Response {
     if api {
         return UiError::SessionEnded.respond(true);
     }
@@ -258,6 +262,13 @@ fn signed_out(api: bool, uri: &axum::http::Uri) -> Response {
         "/ui/sign-in?next={}",
         url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
     );
+    if headers.contains_key("hx-request") {
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        if let Ok(value) = HeaderValue::from_str(&target) {
+            response.headers_mut().insert("hx-redirect", value);
+        }
+        return response;
+    }
     Redirect::to(&target).into_response()
 }
 

@@ -409,3 +409,41 @@ async fn couch_members_see_their_instances_only() {
     let all = admin.get("/api/v1/instances").await.json();
     assert_eq!(all["instances"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn sessions_end_after_their_lifetime() {
+    let clock = geoffrey::clock::ManualClock::starting_at(1_800_000_000_000);
+    let geoffrey = TestGeoffrey::start_with(
+        Mode::Embedded,
+        |settings| settings.ui.session_lifetime = std::time::Duration::from_secs(3600),
+        Some(clock.clone()),
+        geoffrey::run::Roles::ALL,
+    )
+    .await;
+    let admin = geoffrey.admin_client().await;
+    assert_eq!(admin.get("/ui/instances").await.status, 200);
+    clock.advance(std::time::Duration::from_secs(3599));
+    assert_eq!(admin.get("/ui/instances").await.status, 200);
+    clock.advance(std::time::Duration::from_secs(2));
+    let ended = admin.get("/ui/instances").await;
+    assert_eq!(ended.status, 303);
+    assert!(ended.location.unwrap().starts_with("/ui/sign-in"));
+    assert_eq!(admin.get("/api/v1/instances").await.status, 401);
+
+    // htmx requests are sent to the sign-in page as a whole.
+    let fragment = admin
+        .http
+        .get(format!("{}/ui/instances", geoffrey.base_url))
+        .header("Cookie", &admin.cookie)
+        .header("HX-Request", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fragment.status(), 204);
+    assert!(
+        fragment.headers()["hx-redirect"]
+            .to_str()
+            .unwrap()
+            .starts_with("/ui/sign-in")
+    );
+}
