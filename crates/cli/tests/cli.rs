@@ -590,3 +590,114 @@ fn invalid_secret_key_is_named_but_not_shown() {
     assert!(!message.contains(bad_key), "{message}");
     assert!(!dir.path().join("instances/forum.sqlite").exists());
 }
+
+/// Starts `geoffrey run` with stdout and stderr piped; returns the process, its URL and the
+/// lines it prints on stdout as they come.
+fn spawn_run_reading_stdout(dir: &Path) -> (Child, String, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let port = free_port();
+    let mut child = Command::new(GEOFFREY)
+        .args([
+            "run",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(dir)
+        .current_dir(dir)
+        .env_remove("GEOFFREY_LOG")
+        .env_remove("GEOFFREY_UI__ADMIN_PASSWORD")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, format!("http://127.0.0.1:{port}"), received)
+}
+
+/// Sends SIGTERM and returns what the process wrote to stderr.
+async fn stop_and_read_stderr(child: Child) -> String {
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(output.status.success());
+    stderr(&output)
+}
+
+#[tokio::test]
+async fn run_prints_a_one_time_setup_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, base_url, lines) = spawn_run_reading_stdout(dir.path());
+    let mut printed = Vec::new();
+    let link = loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no setup link on stdout; it printed {printed:?}"));
+        if let Some(start) = line.find("http://") {
+            if line.contains("/ui/setup?token=") {
+                break line[start..].trim().to_string();
+            }
+        }
+        printed.push(line);
+    };
+    assert!(
+        printed
+            .iter()
+            .any(|line| line.contains(&format!("{base_url}/ui/"))),
+        "the UI's address is printed: {printed:?}"
+    );
+    assert!(
+        link.starts_with(&format!("{base_url}/ui/setup?token=")),
+        "{link}"
+    );
+    let token = link.split("token=").nth(1).unwrap().to_string();
+
+    let http = testkit::ui::http_client();
+    let page = http.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let created = http
+        .post(format!("{base_url}/ui/setup"))
+        .form(&[
+            ("token", token.as_str()),
+            ("password", "a chosen password"),
+            ("repeat", "a chosen password"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 303);
+    testkit::ui::UiClient::sign_in(&base_url, "admin", "a chosen password")
+        .await
+        .expect("the chosen password signs in");
+
+    let log = stop_and_read_stderr(child).await;
+    assert!(
+        !log.contains(&token),
+        "the token stays out of the log: {log}"
+    );
+    assert!(log.contains("setup link"), "{log}");
+
+    // With an administrator, a restart prints no link.
+    let (child, _, lines) = spawn_run_reading_stdout(dir.path());
+    let first = lines.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert!(first.contains("/ui/"), "{first}");
+    assert!(
+        lines.recv_timeout(Duration::from_millis(500)).is_err(),
+        "nothing after the UI's address"
+    );
+    stop_and_read_stderr(child).await;
+}
