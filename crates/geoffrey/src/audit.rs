@@ -4,7 +4,7 @@
 //! Entries are documents with the id `audit:<UUIDv7>` in the instance's database, so that they
 //! sort by time and [`Store::list_documents`] reads them newest first. The retention purge
 //! deletes log entries only and keeps them. A change lists each changed field by its dotted
-//! path with the old and new values, except secrets: for those an entry only says that they
+//! path with the old and new values, except secrets. For those an entry only records that they
 //! changed, so an audit entry never contains a secret.
 
 use crate::apps::AppRegistry;
@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 /// Id prefix of audit entries.
 pub const ID_PREFIX: &str = "audit:";
 
-/// Who made a change with which tool: the user name of the web UI's session, or `cli`.
+/// The person and tool behind a change: the user name of the web UI's session, or `cli`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
     pub user: String,
@@ -32,7 +32,7 @@ impl Actor {
         }
     }
 
-    /// The command line, which has no user of its own.
+    /// Returns the actor of the command line, which has no user of its own.
     pub fn cli() -> Self {
         Self::new("cli", "cli")
     }
@@ -63,7 +63,7 @@ pub struct AuditEntry {
     #[serde(with = "timestamp")]
     pub at: OffsetDateTime,
     pub actor: Actor,
-    /// What was done: `config_saved` or `webhook_secret_rotated`.
+    /// Kind of change: `config_saved` or `webhook_secret_rotated`.
     pub action: String,
     /// The revision of `CONFIG` the change made.
     pub rev: String,
@@ -233,7 +233,8 @@ mod tests {
         for secret in ["s1-secret-value", "s2-secret-value", "k-secret-us6"] {
             assert!(!text.contains(secret), "{text}");
         }
-        assert!(changes[0].secret && changes[2].secret);
+        assert!(changes[0].secret);
+        assert!(changes[2].secret);
         assert_eq!(changes[1].old, Some(Value::Null));
     }
 

@@ -56,7 +56,7 @@ pub async fn show(services: &Services, name: &str) -> Result<MaskedConfig, Insta
 /// in an audit entry. Returns the new revision.
 ///
 /// The entry is written after the save, so a store failure in between leaves a change without
-/// an entry; that failure is logged as an error.
+/// an entry. Such a failure is logged as an error.
 pub async fn save(
     services: &Services,
     name: &str,

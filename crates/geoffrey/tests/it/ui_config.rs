@@ -1090,3 +1090,59 @@ async fn couch_members_reach_their_instance_only() {
         json!({ "user": "ann", "source": "api" })
     );
 }
+
+/// The page as a person uses it, in a real headless Chromium: htmx swaps the connection test's
+/// results into the page without leaving it, and a save shows the page again with a notice.
+#[tokio::test]
+async fn config_page_in_chromium() {
+    use testkit::browser::Browser;
+    let fixture = Fixture::start(Mode::Embedded).await;
+    let base_url = &fixture.geoffrey.base_url;
+    let browser = Browser::start().await;
+    browser
+        .open(&format!(
+            "{base_url}/ui/sign-in?next=/ui/instances/forum/config"
+        ))
+        .await;
+    browser.fill("user", "admin").await;
+    browser.fill("password", testkit::ui::ADMIN_PASSWORD).await;
+    browser.click_button("Sign in").await;
+    browser
+        .wait_for_text("Webhook in Discourse", Duration::from_secs(10))
+        .await;
+    let config_url = browser.current_url().await;
+    assert_eq!(config_url.path(), "/ui/instances/forum/config");
+
+    browser.click_button("Test the connection").await;
+    browser
+        .wait_for_text("accepts the API key", Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        browser.current_url().await,
+        config_url,
+        "htmx swapped the results in without loading another page"
+    );
+    let results = browser.text("#checks-mailchimp").await;
+    assert!(results.contains("merge_fields"), "{results}");
+    let scroll = "document.getElementById('app-mailchimp').scrollIntoView({ block: 'end' })";
+    browser.client().execute(scroll, Vec::new()).await.unwrap();
+    let screenshots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    browser
+        .screenshot(screenshots.join("config-check.png"))
+        .await;
+
+    browser.fill("apps.mailchimp.list_id", "aud7").await;
+    browser.click_button("Save").await;
+    browser
+        .wait_for_text("Saved.", Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        fixture.stored().await.0["apps"]["mailchimp"]["list_id"],
+        "aud7"
+    );
+    let page = browser.page_text().await;
+    assert!(page.contains("aud1 → aud7"), "the change is listed: {page}");
+    browser
+        .screenshot(screenshots.join("config-saved.png"))
+        .await;
+}

@@ -49,7 +49,7 @@ fn failure(failure: Failure) -> ApiFailure {
     }
 }
 
-/// Answers a failed save or check: 422 with each invalid field, 409 for a stale revision.
+/// Responds to a failed save or check: 422 with each invalid field, 409 for a stale revision.
 fn rejected(failed: Failure) -> Result<Response, ApiFailure> {
     match failed {
         Failure::Fields(errors) => Ok((
@@ -65,7 +65,7 @@ fn rejected(failed: Failure) -> Result<Response, ApiFailure> {
 }
 
 /// `PUT /api/v1/instances/{name}/config` with `{"rev", "config"}`. Masked secrets keep their
-/// stored values. Answers `{"rev"}` with the new revision.
+/// stored values. Responds with `{"rev"}`, the new revision.
 pub async fn put_config(
     State(ui): State<Arc<Ui>>,
     Extension(viewer): Extension<Arc<Viewer>>,
@@ -142,7 +142,7 @@ pub async fn audit(
 }
 
 /// `POST /api/v1/instances/{name}/check/{app}`, optionally with `{"section": {…}}` to test a
-/// section before saving it. Answers `{"app", "ok", "checks"}`, with 422 for an invalid
+/// section before saving it. Responds with `{"app", "ok", "checks"}`, or 422 for an invalid
 /// section.
 pub async fn check(
     State(ui): State<Arc<Ui>>,

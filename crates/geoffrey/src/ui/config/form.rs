@@ -8,7 +8,7 @@
 //! How each kind of schema becomes an input:
 //! - strings, numbers and integers: one input; strings whose title or description mentions a
 //!   template, and values with line breaks, get a textarea;
-//! - `"secret": true` strings: a password input that holds [`MASK`] when a value is stored,
+//! - `"secret": true` strings: a password input that contains [`MASK`] when a value is stored,
 //!   with a hidden `stored:<path>` marker; a blank or unchanged mask keeps the stored value;
 //! - booleans: a checkbox; enums: a select with an empty choice for "not set";
 //! - lists of strings or numbers: a textarea with one item per line;
@@ -17,7 +17,8 @@
 //! - lists of objects (relay rules, forms, form fields): one fieldset per item with a
 //!   "remove" checkbox, and one blank item that adds an item when filled in. This needs no
 //!   JavaScript, and adds one item per save;
-//! - anything else: a JSON textarea for that field only.
+//! - anything else: a JSON textarea for that field only. No field of the built-in apps needs
+//!   it: relay rules, forms and form fields all get fieldsets.
 //!
 //! Blank inputs leave their field out, so an empty optional object or list disappears.
 
@@ -267,7 +268,7 @@ pub fn properties(schema: &Value) -> Vec<(String, &Value, bool)> {
     ordered
 }
 
-/// Builds the form of one field. `raw` holds the text of inputs that did not parse, which is
+/// Builds the form of one field. `raw` contains the text of inputs that did not parse, which is
 /// shown instead of the value.
 pub fn build(
     key: &str,

@@ -4,14 +4,16 @@
 //! The page shows the Discourse settings, the webhook settings to paste into Discourse, one
 //! form per app generated from the app's JSON Schema (see [`form`]), a JSON view of the whole
 //! masked `CONFIG`, and the audit trail. Both the form and the JSON view send the revision
-//! they were made from: a save after someone else's answers 409 and shows the person's input
-//! again, and a save with invalid fields answers 422 with each message next to its field.
-//! Nothing is stored in either case.
+//! they were made from. A save after someone else's returns 409 and shows the person's input
+//! again, and a save with invalid fields returns 422 with each message next to its field.
+//! Nothing is stored in either case. The page form shows inputs again as typed, except new
+//! secrets, which the person types again. A rejected JSON text is shown again whole, new
+//! secrets included, so that nothing typed is lost.
 //!
 //! Saving, rotating the webhook secret and testing a connection go through
 //! [`crate::config_edit`], which the CLI uses too, so every change leaves an audit entry.
-//! Secrets reach the browser only as [`crate::secret::MASK`], except a newly generated webhook secret, which
-//! the response to its rotation shows once.
+//! Stored secrets reach the browser only as [`crate::secret::MASK`], except a newly generated
+//! webhook secret, which the response to its rotation shows once.
 
 mod api;
 pub mod form;
@@ -37,7 +39,7 @@ use view::PageState;
 /// Number of audit entries the page lists.
 pub const AUDIT_ON_PAGE: usize = 50;
 
-/// The routes of the configuration page and its API.
+/// Returns the routes of the configuration page and its API.
 pub fn routes() -> Router<Arc<Ui>> {
     Router::new()
         .route(
@@ -59,7 +61,7 @@ pub fn routes() -> Router<Arc<Ui>> {
         .route("/api/v1/instances/{name}/webhook-secret", post(api::rotate))
 }
 
-/// How a save or a check failed, sorted by what the person can do about it.
+/// The failure of a save or a check, by what the person can do about it.
 enum Failure {
     /// Invalid fields: fix them and send again (422).
     Fields(Vec<FieldError>),

@@ -1,4 +1,4 @@
-//! What the configuration page shows, and the document a submitted page form describes.
+//! The configuration page's content, and the document a submitted page form describes.
 
 use super::form::{self, Node, Reader, SECTION};
 use super::{AUDIT_ON_PAGE, CheckResult};
@@ -13,11 +13,11 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-/// Longest value an audit row shows, in characters.
+/// Maximum length of a value in an audit row, in characters; longer ones are cut.
 const MAX_SHOWN_VALUE: usize = 200;
 
-/// The fields of the Discourse section: key, schema and whether it is required. The webhook
-/// secret is not among them: it is only generated, never typed in the form.
+/// Returns the fields of the Discourse section: key, schema and whether it is required. The
+/// webhook secret is not among them, because it is only generated, never typed in the form.
 fn discourse_fields() -> Vec<(&'static str, Value, bool)> {
     vec![
         (
