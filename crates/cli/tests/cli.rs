@@ -327,6 +327,43 @@ fn stale_revision_is_a_conflict() {
     );
 }
 
+#[tokio::test]
+async fn config_set_writes_an_audit_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    create_forum(dir.path(), "https://chat.example.com/hooks/audited-token");
+    let shown = stdout(&geoffrey(dir.path(), &["config", "show", "forum"], None));
+    let mut config: Value = serde_json::from_str(&shown).unwrap();
+    config["discourse_api_username"] = json!("bot");
+    config["apps"]["relay"]["rules"][0]["url"] = json!("https://chat.example.com/hooks/new-token");
+    let output = geoffrey(
+        dir.path(),
+        &["config", "set", "forum"],
+        Some(&config.to_string()),
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let store = geoffrey::store::sqlite::SqliteStore::open(
+        &dir.path().join("instances"),
+        Duration::from_secs(1),
+    )
+    .unwrap();
+    let entries = geoffrey::audit::list(store.as_ref(), "forum", 10)
+        .await
+        .unwrap();
+    // The first entry is the relay rule added by `create_forum`.
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let entry = &entries[0];
+    assert_eq!(entry.actor, geoffrey::audit::Actor::cli());
+    assert_eq!(entry.action, "config_saved");
+    let paths: Vec<&str> = entry.changes.iter().map(|c| c.path.as_str()).collect();
+    assert_eq!(paths, ["apps.relay.rules[0].url", "discourse_api_username"]);
+    assert!(entry.changes[0].secret);
+    let text = serde_json::to_string(&entries).unwrap();
+    for secret in ["audited-token", "new-token", fixtures::FIXTURE_SECRET] {
+        assert!(!text.contains(secret), "the audit contains {secret}");
+    }
+}
+
 #[test]
 fn unknown_instance_commands_fail_clearly() {
     let dir = tempfile::tempdir().unwrap();

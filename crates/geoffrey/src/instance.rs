@@ -486,21 +486,19 @@ pub async fn create(
     Ok(config)
 }
 
-/// Validates and saves a new `CONFIG`. `rev` is the revision the edit started from; masked
-/// secrets in `document` keep their stored values. Returns the new revision.
-pub async fn save(
-    store: &dyn Store,
+/// Puts the stored secrets back in place of the masks of an edited (part of a) `CONFIG`
+/// document. `stored` is the stored document with its secrets opened. Fails with the paths of
+/// masks that have no stored value, and of masked secrets whose destination changed (see
+/// [`unmask`]).
+pub fn unmask_edited(
+    document: &mut Value,
+    stored: &Value,
     apps: &AppRegistry,
-    keyring: &Keyring,
-    name: &str,
-    rev: &str,
-    mut document: Value,
-) -> Result<String, InstanceError> {
-    let stored = load_for_edit(store, apps, keyring, name).await?.document;
-    check_masked_destinations(&document, &stored, apps)?;
-    unmask(&mut document, &stored);
+) -> Result<(), InstanceError> {
+    check_masked_destinations(document, stored, apps)?;
+    unmask(document, stored);
     let mut masks_left = Vec::new();
-    visit_secrets(&mut document, apps, &mut |path, secret, _| {
+    visit_secrets(document, apps, &mut |path, secret, _| {
         if secret.as_str() == Some(MASK) {
             masks_left.push(FieldError::new(
                 path,
@@ -509,12 +507,89 @@ pub async fn save(
             ));
         }
     });
-    if !masks_left.is_empty() {
-        return Err(InstanceError::Invalid(masks_left));
+    if masks_left.is_empty() {
+        Ok(())
+    } else {
+        Err(InstanceError::Invalid(masks_left))
     }
-    let config = validate(&document, apps)?;
+}
+
+/// Replaces each secret value of `document` that a field error's message contains with
+/// [`MASK`]. Messages describe secrets without quoting them, and this keeps it so for any
+/// message that quotes a value.
+fn hide_secret_values(err: InstanceError, document: &Value, apps: &AppRegistry) -> InstanceError {
+    let InstanceError::Invalid(errors) = err else {
+        return err;
+    };
+    let mut secrets = Vec::new();
+    visit_secrets(&mut document.clone(), apps, &mut |_, secret, _| {
+        if let Some(text) = secret.as_str().filter(|text| !text.is_empty()) {
+            secrets.push(text.to_string());
+        }
+    });
+    let errors = errors
+        .into_iter()
+        .map(|error| {
+            let message = secrets.iter().fold(error.message, |message, secret| {
+                message.replace(secret.as_str(), MASK)
+            });
+            FieldError::new(error.path, message)
+        })
+        .collect();
+    InstanceError::Invalid(errors)
+}
+
+/// Returns the dotted paths of the secrets of a `CONFIG` document, such as
+/// `apps.relay.rules[0].url`, whether they are set or not.
+pub fn secret_paths(document: &Value, apps: &AppRegistry) -> Vec<String> {
+    let mut copy = document.clone();
+    let mut paths = Vec::new();
+    visit_secrets(&mut copy, apps, &mut |path, _, _| {
+        paths.push(path.to_string())
+    });
+    paths
+}
+
+/// A saved `CONFIG`, with the documents before and after the save. Both contain opened
+/// secrets: compare them, never show them.
+pub struct Saved {
+    pub rev: String,
+    /// The stored document the save replaced; a secret that could not be opened is `null`.
+    pub before: Value,
+    pub after: Value,
+}
+
+/// Validates and saves a new `CONFIG`. `rev` is the revision the edit started from; masked
+/// secrets in `document` keep their stored values. Returns the new revision.
+pub async fn save(
+    store: &dyn Store,
+    apps: &AppRegistry,
+    keyring: &Keyring,
+    name: &str,
+    rev: &str,
+    document: Value,
+) -> Result<String, InstanceError> {
+    let saved = save_document(store, apps, keyring, name, rev, document).await?;
+    Ok(saved.rev)
+}
+
+/// Works as [`save`], and returns the documents before and after, for an audit entry.
+pub async fn save_document(
+    store: &dyn Store,
+    apps: &AppRegistry,
+    keyring: &Keyring,
+    name: &str,
+    rev: &str,
+    mut document: Value,
+) -> Result<Saved, InstanceError> {
+    let before = load_for_edit(store, apps, keyring, name).await?.document;
+    unmask_edited(&mut document, &before, apps)?;
+    let config =
+        validate(&document, apps).map_err(|err| hide_secret_values(err, &document, apps))?;
     let body = encode(&config, name, apps, keyring)?;
-    Ok(store.put(name, CONFIG_ID, Some(rev), &body).await?)
+    let rev = store.put(name, CONFIG_ID, Some(rev), &body).await?;
+    let after = serde_json::to_value(&config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(Saved { rev, before, after })
 }
 
 #[cfg(test)]

@@ -11,9 +11,11 @@
 pub mod api;
 pub mod app_status;
 pub mod apps;
+pub mod audit;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod config_edit;
 pub mod discourse;
 pub mod event;
 pub mod instance;

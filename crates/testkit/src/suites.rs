@@ -186,6 +186,46 @@ macro_rules! store_suite {
             }
 
             #[tokio::test]
+            async fn documents_list_by_prefix_newest_first() {
+                let (store, _guard) = $open.await;
+                store.create_database("listed").await.unwrap();
+                let at = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+                let mut ids = Vec::new();
+                for seconds in 0..4 {
+                    let id = geoffrey::store::log_id(at + time::Duration::seconds(seconds));
+                    let id = format!("audit:{id}");
+                    store.put("listed", &id, None, &json!({ "n": seconds })).await.unwrap();
+                    ids.push(id);
+                }
+                // Ids just outside the prefix's range, on both sides, and a log entry.
+                for other in ["CONFIG", "audit", "audit;", "auditx:1", "app_status:relay"] {
+                    store.put("listed", other, None, &json!({ "n": -1 })).await.unwrap();
+                }
+                let mut log = entry(1, "relay", Outcome::Succeeded, "topic_created");
+                log.id = geoffrey::store::log_id(at);
+                store.append_logs("listed", &[log]).await.unwrap();
+
+                let newest_first: Vec<&str> = ids.iter().rev().map(String::as_str).collect();
+                let listed = store.list_documents("listed", "audit:", 10).await.unwrap();
+                let listed_ids: Vec<&str> = listed.iter().map(|d| d.id.as_str()).collect();
+                assert_eq!(listed_ids, newest_first);
+                assert_eq!(listed[0].body["n"], 3);
+                assert!(!listed[0].rev.is_empty());
+
+                let two = store.list_documents("listed", "audit:", 2).await.unwrap();
+                let two_ids: Vec<&str> = two.iter().map(|d| d.id.as_str()).collect();
+                assert_eq!(two_ids, newest_first[..2]);
+
+                let far_future = at + time::Duration::days(3650);
+                store.purge_logs("listed", far_future, 100).await.unwrap();
+                let kept = store.list_documents("listed", "audit:", 10).await.unwrap();
+                assert_eq!(kept.len(), 4, "purging log entries must keep audit documents");
+
+                let missing = store.list_documents("nosuchdb", "audit:", 10).await;
+                assert!(matches!(missing, Err(StoreError::DatabaseNotFound(_))), "{missing:?}");
+            }
+
+            #[tokio::test]
             async fn logs_filter_by_fields_and_time() {
                 let (store, _guard) = $open.await;
                 store.create_database("filtered").await.unwrap();

@@ -2,9 +2,9 @@
 
 use crate::args::ConfigCommand;
 use anyhow::Context;
-use geoffrey::instance;
-use geoffrey::outbound::OutboundClient;
+use geoffrey::audit::Actor;
 use geoffrey::services::Services;
+use geoffrey::{config_edit, instance};
 use serde_json::Value;
 use std::io::Read;
 use std::sync::Arc;
@@ -12,20 +12,13 @@ use std::sync::Arc;
 pub async fn run(services: Arc<Services>, command: ConfigCommand) -> anyhow::Result<()> {
     match command {
         ConfigCommand::Show { name } => {
-            let editable = instance::load_for_edit(
-                services.store.as_ref(),
-                &services.apps,
-                &services.keyring,
-                &name,
-            )
-            .await?;
-            for err in &editable.unreadable {
+            let shown = config_edit::show(&services, &name).await?;
+            for err in &shown.unreadable {
                 eprintln!("warning: {err}; it is shown as null");
             }
-            let mut shown = editable.document;
-            instance::mask(&mut shown, &services.apps);
-            shown["_rev"] = Value::from(editable.rev);
-            crate::output::out!("{}", serde_json::to_string_pretty(&shown)?);
+            let mut document = shown.document;
+            document["_rev"] = Value::from(shown.rev);
+            crate::output::out!("{}", serde_json::to_string_pretty(&document)?);
         }
         ConfigCommand::Set { name, file } => {
             let text = read_input(file.as_deref())?;
@@ -41,27 +34,21 @@ pub async fn run(services: Arc<Services>, command: ConfigCommand) -> anyhow::Res
                         .rev
                 }
             };
-            let rev = instance::save(
-                services.store.as_ref(),
-                &services.apps,
-                &services.keyring,
-                &name,
-                &rev,
-                document,
-            )
-            .await?;
+            let rev = config_edit::save(&services, &name, &rev, document, &Actor::cli()).await?;
             eprintln!("Saved the configuration of {name:?} (revision {rev}).");
         }
         ConfigCommand::Check { name } => {
-            let stored = services.configs.get(&name).await?;
-            let settings = &services.settings;
-            let http = OutboundClient::new(&settings.outbound, settings.worker.job_timeout)?;
+            let shown = config_edit::show(&services, &name).await?;
+            let app_names: Vec<String> = shown.document["apps"]
+                .as_object()
+                .map(|apps| apps.keys().cloned().collect())
+                .unwrap_or_default();
             let mut failed = 0;
-            for (app_name, section) in &stored.config.apps {
-                let Some(app) = services.apps.get(app_name) else {
+            for app_name in app_names {
+                if services.apps.get(&app_name).is_none() {
                     continue;
-                };
-                for check in app.check(section, &http).await {
+                }
+                for check in config_edit::check_app(&services, &name, &app_name, None).await? {
                     let mark = if check.ok { "ok" } else { "FAILED" };
                     failed += usize::from(!check.ok);
                     crate::output::out!("{mark:<6} {app_name}.{}: {}", check.name, check.message);

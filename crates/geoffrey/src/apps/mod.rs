@@ -171,6 +171,11 @@ pub trait App: Send + Sync + 'static {
     async fn check(&self, _section: &Value, _http: &OutboundClient) -> Vec<Check> {
         Vec::new()
     }
+
+    /// Tells whether [`App::check`] tests anything, so that forms offer a test button.
+    fn has_check(&self) -> bool {
+        false
+    }
 }
 
 /// The apps of this build, by name.

@@ -90,6 +90,17 @@ pub trait Store: Send + Sync + 'static {
     /// Reads log entries matching `query`, newest first (oldest first with `after`).
     async fn query_logs(&self, db: &str, query: &LogQuery) -> StoreResult<LogPage>;
 
+    /// Reads at most `limit` documents whose id starts with `id_prefix`, in descending id
+    /// order: newest first for ids that sort by time, such as `audit:<UUIDv7>`. It lists
+    /// documents written with [`Store::put`]. Log entries are stored apart in SQLite, so a
+    /// prefix that matches their ids (`log:`) gives different results per store.
+    async fn list_documents(
+        &self,
+        db: &str,
+        id_prefix: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<Document>>;
+
     /// Subscribes to change notifications for every database.
     fn changes(&self) -> broadcast::Receiver<Change>;
 
@@ -120,10 +131,42 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
 }
 
+/// Returns the smallest string greater than every string that starts with `prefix`, or
+/// `None` when no such string exists (an empty prefix, or one of `char::MAX` only). For ids
+/// compared by code point, `id >= prefix AND id < end` selects exactly the prefix.
+pub fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match last {
+            '\u{d7ff}' => Some('\u{e000}'),
+            other => char::from_u32(u32::from(other) + 1),
+        };
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
 /// Tells whether a change may have touched an instance's `CONFIG`.
 pub fn instance_changed(change: &Change) -> bool {
     change
         .id
         .as_deref()
         .is_none_or(|id| id == crate::instance::CONFIG_ID)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn prefix_end_bounds_the_prefix() {
+        assert_eq!(prefix_end("audit:").as_deref(), Some("audit;"));
+        assert_eq!(prefix_end("a\u{d7ff}").as_deref(), Some("a\u{e000}"));
+        assert_eq!(prefix_end("a\u{10ffff}").as_deref(), Some("b"));
+        assert_eq!(prefix_end(""), None);
+        assert_eq!(prefix_end("\u{10ffff}"), None);
+    }
 }

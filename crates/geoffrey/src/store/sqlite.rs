@@ -368,6 +368,44 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn list_documents(
+        &self,
+        db: &str,
+        id_prefix: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<Document>> {
+        let database = self.database(db)?;
+        let start = id_prefix.to_string();
+        let end = super::prefix_end(id_prefix);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        database
+            .conn
+            .call(move |conn| {
+                // SQLite compares TEXT with memcmp, and UTF-8 bytes sort in code point order.
+                let mut select = conn.prepare_cached(
+                    "SELECT id, rev, body FROM docs
+                     WHERE id >= ?1 AND (?2 IS NULL OR id < ?2)
+                     ORDER BY id DESC LIMIT ?3",
+                )?;
+                let rows = select.query_map(params![start, end, limit], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                    ))
+                })?;
+                let mut documents = Vec::new();
+                for row in rows {
+                    let (id, rev, body) = row?;
+                    let body = serde_json::from_str(&body)
+                        .map_err(|err| StoreError::Corrupt(format!("document {id:?}: {err}")))?;
+                    documents.push(Document { id, rev, body });
+                }
+                Ok(documents)
+            })
+            .await
+    }
+
     fn changes(&self) -> broadcast::Receiver<Change> {
         self.changes.subscribe()
     }

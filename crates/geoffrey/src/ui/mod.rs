@@ -12,6 +12,7 @@
 
 pub mod accounts;
 mod auth;
+mod config;
 mod instances;
 pub mod render;
 pub mod session;
@@ -149,6 +150,7 @@ pub fn router(ui: Arc<Ui>) -> Router {
             "/api/v1/instances",
             get(instances::list_json).post(instances::create_json),
         )
+        .merge(config::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             ui.clone(),
             session_layer,

@@ -18,6 +18,15 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("setup.html", include_str!("templates/setup.html")),
     ("instances.html", include_str!("templates/instances.html")),
     ("created.html", include_str!("templates/created.html")),
+    ("config.html", include_str!("templates/config.html")),
+    (
+        "config_fields.html",
+        include_str!("templates/config_fields.html"),
+    ),
+    (
+        "config_checks.html",
+        include_str!("templates/config_checks.html"),
+    ),
 ];
 
 static ENVIRONMENT: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {

@@ -18,3 +18,4 @@ mod secrets;
 mod sqlite;
 mod ui;
 mod ui_browser;
+mod ui_config;

@@ -176,6 +176,10 @@ impl App for Mailchimp {
         }
     }
 
+    fn has_check(&self) -> bool {
+        true
+    }
+
     async fn check(&self, section: &Value, http: &OutboundClient) -> Vec<Check> {
         match MailchimpConfig::parse(section) {
             Ok(config) => client::check(&config, http).await,

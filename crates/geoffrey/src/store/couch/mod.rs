@@ -267,6 +267,52 @@ fn document_from(id: &str, mut body: Value) -> StoreResult<Document> {
     })
 }
 
+/// Reads documents by id prefix with `_all_docs`, walking the ids downwards from the end of
+/// the prefix's range.
+async fn list_documents(
+    store: &CouchStore,
+    db: &str,
+    id_prefix: &str,
+    limit: usize,
+) -> StoreResult<Vec<Document>> {
+    let mut url = store.url(&[&store.db_name(db), "_all_docs"]);
+    {
+        let mut query = url.query_pairs_mut();
+        query
+            .append_pair("descending", "true")
+            .append_pair("include_docs", "true")
+            .append_pair("endkey", &Value::from(id_prefix).to_string())
+            // The range starts at the end key itself, which may exist and is dropped below.
+            .append_pair("limit", &limit.saturating_add(1).to_string());
+        if let Some(end) = super::prefix_end(id_prefix) {
+            query.append_pair("startkey", &Value::from(end).to_string());
+        }
+    }
+    let (status, body) = store.send(store.request(Method::GET, url, None)).await?;
+    match status {
+        StatusCode::OK => {}
+        StatusCode::NOT_FOUND => return Err(StoreError::DatabaseNotFound(db.to_string())),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return Err(StoreError::Unauthorized),
+        other => return Err(unexpected(other, &body)),
+    }
+    let rows = body["rows"].as_array().cloned().unwrap_or_default();
+    let mut documents = Vec::new();
+    for row in rows {
+        let Some(id) = row["id"].as_str() else {
+            continue;
+        };
+        let is_design = id.starts_with("_design/") && !id_prefix.starts_with("_design/");
+        if !id.starts_with(id_prefix) || is_design || !row["doc"].is_object() {
+            continue;
+        }
+        documents.push(document_from(id, row["doc"].clone())?);
+        if documents.len() == limit {
+            break;
+        }
+    }
+    Ok(documents)
+}
+
 #[async_trait]
 impl Store for CouchStore {
     async fn create_database(&self, db: &str) -> StoreResult<()> {
@@ -385,6 +431,15 @@ impl Store for CouchStore {
         limit: usize,
     ) -> StoreResult<usize> {
         logs::purge(self, db, before, limit).await
+    }
+
+    async fn list_documents(
+        &self,
+        db: &str,
+        id_prefix: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<Document>> {
+        list_documents(self, db, id_prefix, limit).await
     }
 
     fn changes(&self) -> broadcast::Receiver<Change> {
