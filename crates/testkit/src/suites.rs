@@ -380,6 +380,68 @@ macro_rules! queue_suite {
             }
 
             #[tokio::test]
+            async fn accepted_deliveries_are_counted_per_hour() {
+                use geoffrey::queue::HourlyCount;
+                let clock = clock();
+                let (queue, _guard) = $open(clock.clone()).await;
+                // 1_800_000_000_000 ms is 08:00 UTC, so these admissions fall into 08:00.
+                let first_hour = 1_800_000_000_000;
+                queue.admit(&delivery("a", Some("1"), "k1"), vec![job("a", 1)]).await.unwrap();
+                queue.admit(&delivery("a", Some("2"), "k2"), vec![]).await.unwrap();
+                let duplicate = queue.admit(&delivery("a", Some("1"), "k3"), vec![job("a", 1)]).await.unwrap();
+                assert_eq!(duplicate, Admission::Duplicate);
+                queue.admit(&delivery("b", Some("1"), "k1"), vec![]).await.unwrap();
+
+                clock.advance(Duration::from_secs(3600 + 59));
+                queue.admit(&delivery("a", Some("3"), "k3"), vec![]).await.unwrap();
+                let duplicate = queue.admit(&delivery("a", Some("4"), "k3"), vec![]).await.unwrap();
+                assert_eq!(duplicate, Admission::Duplicate);
+
+                let counts = queue.delivery_counts("a", first_hour).await.unwrap();
+                assert_eq!(
+                    counts,
+                    [
+                        HourlyCount { hour_start_ms: first_hour, count: 2 },
+                        HourlyCount { hour_start_ms: first_hour + 3_600_000, count: 1 },
+                    ]
+                );
+                let other = queue.delivery_counts("b", first_hour).await.unwrap();
+                assert_eq!(other, [HourlyCount { hour_start_ms: first_hour, count: 1 }]);
+
+                // A start inside an hour includes that whole hour; later hours only after it.
+                let later = queue.delivery_counts("a", first_hour + 1_800_000).await.unwrap();
+                assert_eq!(later, counts);
+                let last = queue.delivery_counts("a", first_hour + 3_600_000).await.unwrap();
+                assert_eq!(last, counts[1..]);
+                assert!(queue.delivery_counts("c", first_hour).await.unwrap().is_empty());
+
+                // A day boundary: 16 hours later is the next UTC day.
+                clock.advance(Duration::from_secs(16 * 3600));
+                queue.admit(&delivery("a", Some("5"), "k5"), vec![]).await.unwrap();
+                let counts = queue.delivery_counts("a", first_hour).await.unwrap();
+                assert_eq!(counts.len(), 3, "{counts:?}");
+                assert_eq!(counts[2], HourlyCount { hour_start_ms: first_hour + 17 * 3_600_000, count: 1 });
+            }
+
+            #[tokio::test]
+            async fn failed_job_is_found_by_id() {
+                let clock = clock();
+                let (queue, _guard) = $open(clock.clone()).await;
+                queue.admit(&delivery("a", None, "k"), vec![job("a", 1), job("a", 2)]).await.unwrap();
+                let failing = queue.take().await.unwrap().expect("job");
+                queue.dead_letter(&failing, "HTTP 410").await.unwrap();
+                let pending = queue.take().await.unwrap().expect("job");
+
+                let found = queue.failed_job("a", &failing.job.id).await.unwrap().expect("failed job");
+                assert_eq!(found.job.id, failing.job.id);
+                assert_eq!(found.job.spec, failing.job.spec);
+                assert_eq!(found.reason, "HTTP 410");
+                assert!(queue.failed_job("b", &failing.job.id).await.unwrap().is_none());
+                assert!(queue.failed_job("a", &pending.job.id).await.unwrap().is_none());
+                assert!(queue.failed_job("a", "no-such-job").await.unwrap().is_none());
+            }
+
+            #[tokio::test]
             async fn job_content_survives_the_queue() {
                 let clock = clock();
                 let (queue, _guard) = $open(clock.clone()).await;
