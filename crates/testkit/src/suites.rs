@@ -213,6 +213,79 @@ macro_rules! store_suite {
                 let query = LogQuery { after: Some(entries[1].id.clone()), limit: 10, ..LogQuery::default() };
                 assert_eq!(job_ids(store.query_logs("filtered", &query).await.unwrap()), ["job-3", "job-4"]);
             }
+
+            #[tokio::test]
+            async fn log_entries_are_read_by_id_and_job() {
+                let (store, _guard) = $open.await;
+                store.create_database("jobs").await.unwrap();
+                let mut entries: Vec<_> =
+                    (1..=4).map(|i| entry(i, "relay", Outcome::Retrying, "topic_created")).collect();
+                entries[1].job_id = "job-1".to_string();
+                entries[1].attempt = 2;
+                entries[3].job_id = "job-1".to_string();
+                entries[3].attempt = 3;
+                entries[3].outcome = Outcome::Succeeded;
+                store.append_logs("jobs", &entries).await.unwrap();
+
+                let found = store.get_log("jobs", &entries[2].id).await.unwrap();
+                assert_eq!(found.as_ref(), Some(&entries[2]));
+                assert!(store.get_log("jobs", "0190000-999999").await.unwrap().is_none());
+                let missing = store.get_log("nosuchdb", &entries[2].id).await;
+                assert!(matches!(missing, Err(StoreError::DatabaseNotFound(_))), "{missing:?}");
+
+                let query = LogQuery { job_id: Some("job-1".into()), limit: 10, ..LogQuery::default() };
+                let page = store.query_logs("jobs", &query).await.unwrap();
+                let attempts: Vec<_> = page.entries.iter().map(|e| e.attempt).collect();
+                assert_eq!(attempts, [3, 2, 1]);
+                let query = LogQuery { job_id: Some("job-1".into()), outcome: Some(Outcome::Retrying), limit: 10, ..LogQuery::default() };
+                assert_eq!(store.query_logs("jobs", &query).await.unwrap().entries.len(), 2);
+            }
+
+            #[tokio::test]
+            async fn log_buckets_group_by_hour_app_and_outcome() {
+                let (store, _guard) = $open.await;
+                store.create_database("hours").await.unwrap();
+                // 1_800_000_000 is 08:00:00 UTC.
+                let eight = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+                let rows = [
+                    (eight - time::Duration::minutes(1), "relay", Outcome::Succeeded, false, 10),
+                    (eight + time::Duration::minutes(5), "relay", Outcome::Succeeded, false, 20),
+                    (eight + time::Duration::minutes(59), "relay", Outcome::Succeeded, false, 60),
+                    (eight + time::Duration::minutes(30), "relay", Outcome::FailedPermanently, false, 5),
+                    (eight + time::Duration::minutes(30), "mailchimp", Outcome::Succeeded, true, 700),
+                    (eight + time::Duration::minutes(61), "relay", Outcome::Succeeded, false, 30),
+                ];
+                let entries: Vec<_> = rows
+                    .iter()
+                    .zip(1..)
+                    .map(|((at, app, outcome, continued, duration), seq)| {
+                        let mut entry = entry(seq, app, *outcome, "topic_created");
+                        entry.at = *at;
+                        entry.id = geoffrey::store::log_id(*at);
+                        entry.continued = *continued;
+                        entry.duration_ms = *duration;
+                        entry
+                    })
+                    .collect();
+                store.append_logs("hours", &entries).await.unwrap();
+
+                let mut buckets = store.log_buckets("hours", eight).await.unwrap();
+                buckets.sort_by(|a, b| (a.hour_start, &a.app, a.outcome.as_str()).cmp(&(b.hour_start, &b.app, b.outcome.as_str())));
+                let summary: Vec<_> = buckets
+                    .iter()
+                    .map(|b| (b.hour_start, b.app.as_str(), b.outcome, b.continued, b.count, b.total_duration_ms, b.max_duration_ms))
+                    .collect();
+                assert_eq!(
+                    summary,
+                    [
+                        (1_800_000_000, "mailchimp", Outcome::Succeeded, true, 1, 700, 700),
+                        (1_800_000_000, "relay", Outcome::FailedPermanently, false, 1, 5, 5),
+                        (1_800_000_000, "relay", Outcome::Succeeded, false, 2, 80, 60),
+                        (1_800_003_600, "relay", Outcome::Succeeded, false, 1, 30, 30),
+                    ]
+                );
+                assert!(store.log_buckets("hours", eight + time::Duration::hours(2)).await.unwrap().is_empty());
+            }
         }
     };
 }

@@ -192,6 +192,7 @@ pub(super) async fn query(store: &CouchStore, db: &str, query: &LogQuery) -> Sto
         ("outcome", query.outcome.map(|o| o.as_str().to_string())),
         ("event", query.event.clone()),
         ("feature", query.feature.clone()),
+        ("job_id", query.job_id.clone()),
     ];
     let mut sort = vec![json!({ "_id": direction })];
     let mut use_index = None;
@@ -241,6 +242,15 @@ pub(super) async fn query(store: &CouchStore, db: &str, query: &LogQuery) -> Sto
         .map(from_document)
         .collect::<StoreResult<Vec<_>>>()?;
     Ok(LogPage::cut(entries, limit, ascending))
+}
+
+/// Reads the log entry with id `id`.
+pub(super) async fn get(store: &CouchStore, db: &str, id: &str) -> StoreResult<Option<LogEntry>> {
+    let document = store.get_with(db, &format!("{ID_PREFIX}{id}"), None).await?;
+    document
+        .filter(|document| document.body.get("type").and_then(Value::as_str) == Some("log"))
+        .map(|document| from_document(document.body))
+        .transpose()
 }
 
 /// Deletes the oldest log documents written before `before`. Log ids are UUIDv7, so
