@@ -418,9 +418,12 @@ impl Store for SqliteStore {
     }
 }
 
+/// Formats the `at` column and the time filters alike, in UTC with exactly three fraction
+/// digits, so that SQLite compares them correctly as strings. Rows written by earlier versions
+/// carry RFC 3339 with a varying number of digits; against this format they still compare
+/// correctly to the millisecond.
 fn format_time(at: time::OffsetDateTime) -> String {
-    at.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    super::timestamp::format(at)
 }
 
 fn select_logs(conn: &mut rusqlite::Connection, query: &LogQuery) -> StoreResult<LogPage> {

@@ -11,8 +11,13 @@
 //! not a GET or HEAD. Which instances a person sees is decided by [`accounts`].
 
 pub mod accounts;
+mod activity;
 mod auth;
+mod backfill;
+mod dashboard;
+mod failed;
 mod instances;
+mod logs;
 pub mod render;
 pub mod session;
 
@@ -149,6 +154,7 @@ pub fn router(ui: Arc<Ui>) -> Router {
             "/api/v1/instances",
             get(instances::list_json).post(instances::create_json),
         )
+        .merge(activity::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             ui.clone(),
             session_layer,

@@ -18,6 +18,17 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("setup.html", include_str!("templates/setup.html")),
     ("instances.html", include_str!("templates/instances.html")),
     ("created.html", include_str!("templates/created.html")),
+    ("dashboard.html", include_str!("templates/dashboard.html")),
+    ("logs.html", include_str!("templates/logs.html")),
+    ("log_rows.html", include_str!("templates/log_rows.html")),
+    ("log_entry.html", include_str!("templates/log_entry.html")),
+    ("failed.html", include_str!("templates/failed.html")),
+    ("failed_confirm.html", include_str!("templates/failed_confirm.html")),
+    ("backfill.html", include_str!("templates/backfill.html")),
+    (
+        "backfill_progress.html",
+        include_str!("templates/backfill_progress.html"),
+    ),
 ];
 
 static ENVIRONMENT: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {

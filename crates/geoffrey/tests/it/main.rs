@@ -17,3 +17,4 @@ mod retention;
 mod secrets;
 mod sqlite;
 mod ui;
+mod ui_activity;
