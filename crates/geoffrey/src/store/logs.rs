@@ -199,6 +199,19 @@ pub fn log_id(at: OffsetDateTime) -> String {
         .to_string()
 }
 
+/// Returns the range of ids, `[lower, upper)`, that entries written within `since..until`
+/// can have, because an entry's id is [`log_id`] of its time. Stores add it to time filters
+/// so that their id index narrows the search; the time filter itself still decides.
+pub fn id_range_of_times(
+    since: Option<OffsetDateTime>,
+    until: Option<OffsetDateTime>,
+) -> (Option<String>, Option<String>) {
+    let lower = since.map(first_log_id_at);
+    // An entry of the millisecond `until` falls into it, so the bound is the next one.
+    let upper = until.map(|until| first_log_id_at(until + time::Duration::milliseconds(1)));
+    (lower, upper)
+}
+
 /// Returns the smallest log entry id of the millisecond `at`: every entry written before
 /// `at` has a smaller id.
 pub fn first_log_id_at(at: OffsetDateTime) -> String {

@@ -446,6 +446,9 @@ fn select_logs(conn: &mut rusqlite::Connection, query: &LogQuery) -> StoreResult
     filter(JOB_ID, "=", query.job_id.clone());
     filter("at", ">=", query.since.map(format_time));
     filter("at", "<", query.until.map(format_time));
+    let (first_id, end_id) = super::id_range_of_times(query.since, query.until);
+    filter("id", ">=", first_id);
+    filter("id", "<", end_id);
     filter("id", "<", query.before.clone());
     filter("id", ">", query.after.clone());
     let ascending = query.after.is_some();

@@ -858,3 +858,73 @@ async fn members_reach_their_own_instance_only() {
     let stats = geoffrey.services.queue.stats(Some("beta")).await.unwrap();
     assert_eq!(stats.ready, 0, "nothing was replayed");
 }
+
+/// The logs page in a real headless Chromium: an entry written while the page is open
+/// appears at the top through htmx's polling, and a filtered page shows only matching new
+/// entries. Screenshots of the activity pages go to the target folder.
+#[tokio::test]
+async fn new_log_entries_appear_in_chromium() {
+    use testkit::browser::Browser;
+    let geoffrey = start_without_workers(Mode::Embedded).await;
+    geoffrey.create_instance("forum", json!({})).await;
+    seed_logs(&geoffrey, "forum", 12).await;
+    make_failed_jobs(&geoffrey, "forum", &[("relay", "post_message"), ("mailchimp", "subscribe")]).await;
+    let screenshots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&screenshots).unwrap();
+
+    let browser = Browser::start().await;
+    browser
+        .open(&format!("{}/ui/instances/forum/logs", geoffrey.base_url))
+        .await;
+    browser.fill("user", "admin").await;
+    browser.fill("password", testkit::ui::ADMIN_PASSWORD).await;
+    browser.click_button("Sign in").await;
+    browser
+        .wait_for_text("Logs of forum", Duration::from_secs(10))
+        .await;
+
+    let mut first = log_entry(geoffrey.services.clock.now(), "relay", Outcome::Succeeded, 7);
+    first.event = "first_live_event".into();
+    let store = &geoffrey.services.store;
+    store.append_logs("forum", std::slice::from_ref(&first)).await.unwrap();
+    browser
+        .wait_for_text("first_live_event", Duration::from_secs(10))
+        .await;
+    // The next poll starts after the new row, so the row is not added twice.
+    let mut second = log_entry(geoffrey.services.clock.now(), "relay", Outcome::Retrying, 8);
+    second.event = "second_live_event".into();
+    store.append_logs("forum", std::slice::from_ref(&second)).await.unwrap();
+    browser
+        .wait_for_text("second_live_event", Duration::from_secs(10))
+        .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let rows = browser.text("#log-rows").await;
+    assert_eq!(rows.matches("first_live_event").count(), 1, "{rows}");
+    let order = (rows.find("second_live_event"), rows.find("first_live_event"));
+    assert!(matches!(order, (Some(a), Some(b)) if a < b), "newest first: {rows}");
+    browser.screenshot(screenshots.join("logs.png")).await;
+
+    browser
+        .open(&format!("{}/ui/instances/forum/logs?app=mailchimp", geoffrey.base_url))
+        .await;
+    browser.wait_for_text("Clear the filters", Duration::from_secs(10)).await;
+    let mut relay = log_entry(geoffrey.services.clock.now(), "relay", Outcome::Succeeded, 1);
+    relay.event = "relay_live_event".into();
+    let mut mailchimp = log_entry(geoffrey.services.clock.now(), "mailchimp", Outcome::Succeeded, 1);
+    mailchimp.event = "mailchimp_live_event".into();
+    store.append_logs("forum", &[relay, mailchimp]).await.unwrap();
+    browser
+        .wait_for_text("mailchimp_live_event", Duration::from_secs(10))
+        .await;
+    assert!(!browser.page_text().await.contains("relay_live_event"));
+
+    for (path, file) in [
+        ("/ui/instances/forum", "dashboard.png"),
+        ("/ui/instances/forum/failed", "failed.png"),
+        ("/ui/instances/forum/backfill", "backfill-not-configured.png"),
+    ] {
+        browser.open(&format!("{}{path}", geoffrey.base_url)).await;
+        browser.wait_for_text("forum", Duration::from_secs(10)).await;
+        browser.screenshot(screenshots.join(file)).await;
+    }
+}

@@ -184,6 +184,18 @@ pub(super) async fn query(store: &CouchStore, db: &str, query: &LogQuery) -> Sto
         "$lt".into(),
         Value::from(upper.unwrap_or_else(|| ID_END.to_string())),
     );
+    // A time filter also bounds the ids, which lets CouchDB read only that range.
+    let (first_id, end_id) = crate::store::id_range_of_times(query.since, query.until);
+    if let Some(first_id) = first_id {
+        id_range.insert("$gte".into(), Value::from(format!("{ID_PREFIX}{first_id}")));
+    }
+    if let Some(end_id) = end_id {
+        let end = format!("{ID_PREFIX}{end_id}");
+        let current = id_range.get("$lt").and_then(Value::as_str).unwrap_or(ID_END);
+        if end.as_str() < current {
+            id_range.insert("$lt".into(), Value::from(end));
+        }
+    }
     let mut selector = Map::new();
     selector.insert("_id".into(), Value::Object(id_range));
 
