@@ -1,9 +1,9 @@
 //! `geoffrey-bench logs`: fills a store with log entries and times the queries the web UI's
 //! log pages and dashboard make.
 //!
-//! The entries spread evenly over the 7 days before the run: 60% relay, 30% mailchimp and
-//! 10% forms; independently of the app, 90% succeeded, 6% retrying, 3% failed permanently
-//! and 1% failed after retries; a third are `user_updated` events.
+//! The entries spread evenly over the 7 days before the run. Of them, 60% are relay, 30%
+//! mailchimp and 10% forms entries. Independently of the app, 90% succeeded, 6% are retrying,
+//! 3% failed permanently and 1% failed after retries. A third are `user_updated` events.
 //! Each query runs `--repeats` times after one warm-up run, and the report gives the median
 //! and the slowest run. The queries go to the store directly, without HTTP or rendering.
 
@@ -87,7 +87,12 @@ fn entry(index: usize, count: usize, end: OffsetDateTime, span: Duration) -> Log
         at,
         job_id: log_id(at - time::Duration::milliseconds(200)),
         event_id: Some((1_000_000 + index).to_string()),
-        event: if index % 3 == 0 { "user_updated" } else { "post_created" }.to_string(),
+        event: if index % 3 == 0 {
+            "user_updated"
+        } else {
+            "post_created"
+        }
+        .to_string(),
         app: app.to_string(),
         feature: feature.to_string(),
         target: (app == "relay").then(|| "announcements".to_string()),
@@ -155,33 +160,106 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
         .await?
         .ok_or_else(|| anyhow::anyhow!("entry {deep} not found"))?;
     let three_days_ago = end - time::Duration::days(3);
-    let page = |query: LogQuery| async move {
-        Ok(store.query_logs(DB, &query).await?.entries.len())
-    };
+    let page =
+        |query: LogQuery| async move { Ok(store.query_logs(DB, &query).await?.entries.len()) };
     let base = LogQuery {
         limit: PAGE,
         ..LogQuery::default()
     };
     let cases: Vec<(&str, LogQuery)> = vec![
         ("first page", base.clone()),
-        ("deep page (90% back)", LogQuery { before: Some(deep.clone()), ..base.clone() }),
-        ("app=mailchimp, first page", LogQuery { app: Some("mailchimp".into()), ..base.clone() }),
-        ("app=mailchimp, deep page", LogQuery { app: Some("mailchimp".into()), before: Some(deep.clone()), ..base.clone() }),
-        ("feature=record (10%)", LogQuery { feature: Some("record".into()), ..base.clone() }),
-        ("outcome=failed_after_retries (1%)", LogQuery { outcome: Some(Outcome::FailedAfterRetries), ..base.clone() }),
-        ("app=forms and outcome=failed_after_retries (0.1%)", LogQuery { app: Some("forms".into()), outcome: Some(Outcome::FailedAfterRetries), ..base.clone() }),
-        ("app=relay and feature=record (no match)", LogQuery { app: Some("relay".into()), feature: Some("record".into()), ..base.clone() }),
-        ("event=user_updated", LogQuery { event: Some("user_updated".into()), ..base.clone() }),
-        ("one hour, 3 days ago", LogQuery { since: Some(three_days_ago), until: Some(three_days_ago + time::Duration::hours(1)), ..base.clone() }),
-        ("attempts of one old job", LogQuery { job_id: Some(deep_entry.job_id.clone()), limit: 100, ..LogQuery::default() }),
-        ("live rows after the newest", LogQuery { after: ids.last().cloned(), ..base.clone() }),
+        (
+            "deep page (90% back)",
+            LogQuery {
+                before: Some(deep.clone()),
+                ..base.clone()
+            },
+        ),
+        (
+            "app=mailchimp, first page",
+            LogQuery {
+                app: Some("mailchimp".into()),
+                ..base.clone()
+            },
+        ),
+        (
+            "app=mailchimp, deep page",
+            LogQuery {
+                app: Some("mailchimp".into()),
+                before: Some(deep.clone()),
+                ..base.clone()
+            },
+        ),
+        (
+            "feature=record (10%)",
+            LogQuery {
+                feature: Some("record".into()),
+                ..base.clone()
+            },
+        ),
+        (
+            "outcome=failed_after_retries (1%)",
+            LogQuery {
+                outcome: Some(Outcome::FailedAfterRetries),
+                ..base.clone()
+            },
+        ),
+        (
+            "app=forms and outcome=failed_after_retries (0.1%)",
+            LogQuery {
+                app: Some("forms".into()),
+                outcome: Some(Outcome::FailedAfterRetries),
+                ..base.clone()
+            },
+        ),
+        (
+            "app=relay and feature=record (no match)",
+            LogQuery {
+                app: Some("relay".into()),
+                feature: Some("record".into()),
+                ..base.clone()
+            },
+        ),
+        (
+            "event=user_updated",
+            LogQuery {
+                event: Some("user_updated".into()),
+                ..base.clone()
+            },
+        ),
+        (
+            "one hour, 3 days ago",
+            LogQuery {
+                since: Some(three_days_ago),
+                until: Some(three_days_ago + time::Duration::hours(1)),
+                ..base.clone()
+            },
+        ),
+        (
+            "attempts of one old job",
+            LogQuery {
+                job_id: Some(deep_entry.job_id.clone()),
+                limit: 100,
+                ..LogQuery::default()
+            },
+        ),
+        (
+            "live rows after the newest",
+            LogQuery {
+                after: ids.last().cloned(),
+                ..base.clone()
+            },
+        ),
     ];
 
     println!(
         "{} entries in {:?}; median and slowest of {} runs",
         args.entries, args.store, args.repeats
     );
-    println!("{:<52} {:>10} {:>10} {:>8}", "query", "median ms", "max ms", "entries");
+    println!(
+        "{:<52} {:>10} {:>10} {:>8}",
+        "query", "median ms", "max ms", "entries"
+    );
     for (name, query) in cases {
         let (median, max, returned) = time(args.repeats, || page(query.clone())).await?;
         report(name, median, max, returned);
@@ -191,7 +269,12 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
         Ok(store.log_buckets(DB, day_ago).await?.len())
     })
     .await?;
-    report("dashboard: buckets of the last 24 hours", median, max, returned);
+    report(
+        "dashboard: buckets of the last 24 hours",
+        median,
+        max,
+        returned,
+    );
     let (median, max, returned) = time(args.repeats, || async {
         Ok(usize::from(store.get_log(DB, &deep).await?.is_some()))
     })

@@ -74,7 +74,7 @@ enum BenchCommand {
     /// Runs a distributed Geoffrey at a steady rate while restarting a worker and Redis, then
     /// checks that every accepted delivery has one outcome and that memory stayed flat. Exits
     /// with status 1 when a check fails.
-    Soak(soak::SoakArgs),
+    Soak(Box<soak::SoakArgs>),
     /// Fills a store with log entries and times the log pages' queries: the first page, a
     /// deep page, filtered pages, one job's attempts and the dashboard's hourly counts.
     Logs(logs::LogsArgs),
@@ -89,7 +89,7 @@ fn main() -> anyhow::Result<ExitCode> {
     }
     if let Some(BenchCommand::Soak(soak_args)) = args.command {
         let geoffrey = geoffrey_binary(soak_args.geoffrey.clone())?;
-        let passed = runtime.block_on(soak::run(soak_args, &geoffrey))?;
+        let passed = runtime.block_on(soak::run(*soak_args, &geoffrey))?;
         return Ok(if passed {
             ExitCode::SUCCESS
         } else {

@@ -28,7 +28,10 @@ impl SharedConnection {
 
     /// Runs SQL statements on the calling thread, for set-up steps outside the async calls.
     pub fn execute_batch_now(&self, sql: &str) -> rusqlite::Result<()> {
-        let conn = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let conn = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         conn.execute_batch(sql)
     }
 

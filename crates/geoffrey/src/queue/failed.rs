@@ -50,8 +50,8 @@ pub async fn replay_matching(
     filter: &FailedJobFilter,
 ) -> QueueResult<usize> {
     let mut replayed = HashSet::new();
-    // Failed jobs are listed oldest first and a replayed job leaves the list, so the jobs
-    // kept at the front are those this call skips; each round reads past them.
+    // Failed jobs are listed oldest first and a replayed job leaves the list. So the jobs at
+    // the front are those this call skipped, and each round reads past them.
     let mut kept = 0;
     loop {
         let limit = kept + REPLAY_BATCH;

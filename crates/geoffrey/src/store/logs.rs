@@ -144,7 +144,7 @@ pub struct LogBucket {
     pub count: u64,
     /// Sum of the entries' durations, in milliseconds.
     pub total_duration_ms: u64,
-    /// Longest duration among the entries, in milliseconds.
+    /// Maximum duration among the entries, in milliseconds.
     pub max_duration_ms: u64,
 }
 

@@ -11,8 +11,8 @@ mod logs;
 pub mod sqlite;
 
 pub use logs::{
-    LogBucket, LogBuckets, LogEntry, LogPage, LogQuery, Outcome, first_log_id_at, id_range_of_times,
-    log_id, timestamp,
+    LogBucket, LogBuckets, LogEntry, LogPage, LogQuery, Outcome, first_log_id_at,
+    id_range_of_times, log_id, timestamp,
 };
 
 use async_trait::async_trait;

@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use std::sync::Arc;
 use time::OffsetDateTime;
 
-/// The routes of this module, for the signed-in part of [`super::router`].
+/// Returns the routes of this module, for the signed-in part of [`super::router`].
 pub fn routes() -> Router<Arc<Ui>> {
     Router::new()
         .route("/ui/instances/{name}", get(dashboard::page))
@@ -16,7 +16,10 @@ pub fn routes() -> Router<Arc<Ui>> {
         .route("/ui/instances/{name}/logs/live", get(logs::live_rows))
         .route("/ui/instances/{name}/logs/{id}", get(logs::detail_page))
         .route("/ui/instances/{name}/failed", get(failed::page))
-        .route("/ui/instances/{name}/failed/replay", post(failed::replay_all_page))
+        .route(
+            "/ui/instances/{name}/failed/replay",
+            post(failed::replay_all_page),
+        )
         .route(
             "/ui/instances/{name}/failed/{job_id}/{action}",
             post(failed::change_page),
@@ -56,9 +59,8 @@ pub fn routes() -> Router<Arc<Ui>> {
 /// Formats a time for people: UTC, to the second, such as `2026-12-04 17:57:03 UTC`.
 pub fn display_time(at: OffsetDateTime) -> String {
     let utc = at.to_offset(time::UtcOffset::UTC);
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
-    );
+    let format =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
     utc.format(&format).unwrap_or_default()
 }
 
@@ -129,7 +131,10 @@ mod tests {
     fn times_are_shown_in_utc() {
         let at = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("valid time");
         assert_eq!(display_time(at), "2027-01-15 08:00:00 UTC");
-        assert_eq!(display_time_ms(1_800_000_000_123), "2027-01-15 08:00:00 UTC");
+        assert_eq!(
+            display_time_ms(1_800_000_000_123),
+            "2027-01-15 08:00:00 UTC"
+        );
     }
 
     #[test]
@@ -143,7 +148,11 @@ mod tests {
 
     #[test]
     fn query_strings_skip_unset_values() {
-        let query = query_string(&[("app", Some("relay")), ("feature", None), ("event", Some("a b&c"))]);
+        let query = query_string(&[
+            ("app", Some("relay")),
+            ("feature", None),
+            ("event", Some("a b&c")),
+        ]);
         assert_eq!(query, "app=relay&event=a+b%26c");
     }
 }

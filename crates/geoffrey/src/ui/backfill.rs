@@ -12,9 +12,15 @@ use axum::{Extension, Json};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-/// Whether the instance has the Mailchimp app, and its backfill's progress if one started.
+/// Reads whether the instance has the Mailchimp app, and its backfill's progress if one
+/// started.
 async fn status(ui: &Ui, name: &str) -> Result<(bool, Option<Progress>), UiError> {
-    let config = ui.services.configs.get(name).await.map_err(instance_error)?;
+    let config = ui
+        .services
+        .configs
+        .get(name)
+        .await
+        .map_err(instance_error)?;
     let configured = config.config.apps.contains_key("mailchimp");
     let progress = backfill::progress(&ui.services, name).await?;
     Ok((configured, progress))
@@ -86,7 +92,11 @@ pub async fn page(
     ui.authorize(&viewer, &name).await?;
     let (configured, progress) = status(&ui, &name).await?;
     let section = view(&name, configured, progress.as_ref());
-    render::page("backfill.html", &viewer, page_context(&viewer, &name, section, None))
+    render::page(
+        "backfill.html",
+        &viewer,
+        page_context(&viewer, &name, section, None),
+    )
 }
 
 /// `GET /ui/instances/{name}/backfill/progress`: the progress section alone, which htmx
@@ -150,7 +160,9 @@ pub async fn json(
 ) -> Result<Json<Value>, ApiFailure> {
     ui.authorize(&viewer, &name).await?;
     let (configured, progress) = status(&ui, &name).await?;
-    Ok(Json(json!({ "configured": configured, "progress": progress })))
+    Ok(Json(
+        json!({ "configured": configured, "progress": progress }),
+    ))
 }
 
 /// `POST /api/v1/instances/{name}/backfill/{start|pause|resume}`: the progress after the

@@ -90,9 +90,7 @@ pub async fn load(ui: &Ui, name: &str) -> Result<Stats, UiError> {
             Outcome::Succeeded if !bucket.continued => hour.succeeded += bucket.count,
             Outcome::Succeeded => {}
             Outcome::Retrying => hour.retried += bucket.count,
-            Outcome::FailedPermanently | Outcome::FailedAfterRetries => {
-                hour.failed += bucket.count
-            }
+            Outcome::FailedPermanently | Outcome::FailedAfterRetries => hour.failed += bucket.count,
         }
     }
     let apps = app_stats(&buckets);
@@ -268,14 +266,24 @@ mod tests {
             .iter()
             .map(|a| (a.app.as_str(), a.attempts, a.average_ms, a.max_ms, a.failed))
             .collect();
-        assert_eq!(summary, [("mailchimp", 2, 500, 900, 1), ("relay", 4, 100, 150, 0)]);
+        assert_eq!(
+            summary,
+            [("mailchimp", 2, 500, 900, 1), ("relay", 4, 100, 150, 0)]
+        );
     }
 
     #[test]
     fn bars_scale_to_the_largest_value() {
         let hours = [
-            HourStats { deliveries: 10, succeeded: 5, ..HourStats::default() },
-            HourStats { failed: 1, ..HourStats::default() },
+            HourStats {
+                deliveries: 10,
+                succeeded: 5,
+                ..HourStats::default()
+            },
+            HourStats {
+                failed: 1,
+                ..HourStats::default()
+            },
         ];
         let chart = chart(&hours);
         let first = &chart["groups"][0]["bars"];

@@ -1,5 +1,5 @@
 //! The failed jobs of an instance: list them by app and feature, replay or discard one, and
-//! replay every job that matches a filter after a confirmation that says how many.
+//! replay every job that matches a filter after a confirmation page that shows how many.
 
 use super::activity::{display_time_ms, is_plain_id, non_empty, query_string};
 use super::session::Viewer;
@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-/// Failed jobs read to find the matching ones. An instance with more failed jobs shows and
-/// counts the matches among the oldest this many, and says so.
+/// Failed jobs read to find the matching ones. With more failed jobs, the page lists and
+/// counts the matches among the oldest this many, and states that limit.
 const SCAN_LIMIT: usize = 10_000;
 
 /// Failed jobs the page lists at most.
@@ -152,8 +152,8 @@ pub struct ReplayAllForm {
     confirm: Option<String>,
 }
 
-/// `POST /ui/instances/{name}/failed/replay`: without `confirm=yes` it shows how many jobs
-/// match and asks; with it, it replays them and goes back to the list.
+/// `POST /ui/instances/{name}/failed/replay`. Without `confirm=yes` it renders a confirmation
+/// page with the number of matching jobs. With it, it replays them and redirects to the list.
 pub async fn replay_all_page(
     State(ui): State<Arc<Ui>>,
     Extension(viewer): Extension<Arc<Viewer>>,
@@ -190,7 +190,13 @@ pub async fn replay_all_page(
 }
 
 /// Replays or discards one failed job; `action` is `replay` or `discard`.
-async fn change(ui: &Ui, viewer: &Viewer, name: &str, job_id: &str, action: &str) -> Result<(), UiError> {
+async fn change(
+    ui: &Ui,
+    viewer: &Viewer,
+    name: &str,
+    job_id: &str,
+    action: &str,
+) -> Result<(), UiError> {
     let not_found = || UiError::NotFound(format!("no failed job {job_id:?} in instance {name:?}"));
     if !is_plain_id(job_id) {
         return Err(not_found());
@@ -217,8 +223,16 @@ pub async fn change_page(
 ) -> Result<Redirect, UiError> {
     ui.authorize(&viewer, &name).await?;
     change(&ui, &viewer, &name, &job_id, &action).await?;
-    let notice = if action == "replay" { "replayed" } else { "discarded" };
-    Ok(Redirect::to(&list_url(&name, &FailedJobFilter::default(), (notice, 1))))
+    let notice = if action == "replay" {
+        "replayed"
+    } else {
+        "discarded"
+    };
+    Ok(Redirect::to(&list_url(
+        &name,
+        &FailedJobFilter::default(),
+        (notice, 1),
+    )))
 }
 
 /// `GET /api/v1/instances/{name}/failed?app=&feature=&limit=`: matching failed jobs, oldest
@@ -234,7 +248,11 @@ pub async fn list_json(
     let (found, cut) = matching(queue, &name, &fields.filter(), SCAN_LIMIT)
         .await
         .map_err(UiError::from)?;
-    let total = queue.stats(Some(&name)).await.map_err(UiError::from)?.failed;
+    let total = queue
+        .stats(Some(&name))
+        .await
+        .map_err(UiError::from)?
+        .failed;
     Ok(Json(json!({
         "failed": found,
         "matching": found.len(),

@@ -74,7 +74,10 @@ async fn summary(ui: &Ui, name: &str) -> InstanceSummary {
         apps: Vec::new(),
         error: None,
     };
-    let midnight_ms = services.clock.now_ms().div_euclid(24 * crate::queue::HOUR_MS)
+    let midnight_ms = services
+        .clock
+        .now_ms()
+        .div_euclid(24 * crate::queue::HOUR_MS)
         * 24
         * crate::queue::HOUR_MS;
     match services.queue.delivery_counts(name, midnight_ms).await {

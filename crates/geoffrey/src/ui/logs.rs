@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use time::OffsetDateTime;
 
-/// Entries on one page unless `limit` says otherwise.
+/// Entries on one page, unless the request sets `limit`.
 const PAGE_SIZE: usize = 50;
 
 /// Largest `limit` the pages and the API accept.
@@ -35,8 +35,8 @@ pub struct LogFilters {
     pub since: Option<(String, OffsetDateTime)>,
     pub until: Option<(String, OffsetDateTime)>,
     pub before: Option<String>,
-    /// The newest of the `after` cursors sent; htmx adds the newest shown entry's id to the
-    /// cursor in the polling URL, so a request may carry several.
+    /// The newest of the `after` cursors sent. A request may carry several, because htmx adds
+    /// the newest shown entry's id to the cursor in the polling URL.
     pub after: Option<String>,
     pub limit: Option<usize>,
 }
@@ -150,8 +150,16 @@ pub fn parse_time(field: &str, text: String) -> Result<(String, OffsetDateTime),
     let day = format_description!("[year]-[month]-[day]");
     let at = OffsetDateTime::parse(&text, &Rfc3339)
         .ok()
-        .or_else(|| time::PrimitiveDateTime::parse(&text, &minutes).ok().map(|t| t.assume_utc()))
-        .or_else(|| time::PrimitiveDateTime::parse(&text, &seconds).ok().map(|t| t.assume_utc()))
+        .or_else(|| {
+            time::PrimitiveDateTime::parse(&text, &minutes)
+                .ok()
+                .map(|t| t.assume_utc())
+        })
+        .or_else(|| {
+            time::PrimitiveDateTime::parse(&text, &seconds)
+                .ok()
+                .map(|t| t.assume_utc())
+        })
         .or_else(|| {
             time::Date::parse(&text, &day)
                 .ok()
@@ -350,7 +358,11 @@ async fn load_detail(ui: &Ui, name: &str, id: &str) -> Result<Detail, UiError> {
         return Err(not_found());
     }
     let services = &ui.services;
-    let entry = services.store.get_log(name, id).await?.ok_or_else(not_found)?;
+    let entry = services
+        .store
+        .get_log(name, id)
+        .await?
+        .ok_or_else(not_found)?;
     let query = LogQuery {
         job_id: Some(entry.job_id.clone()),
         limit: MAX_ATTEMPTS_SHOWN,
@@ -459,7 +471,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn filters_skip_empty_fields_and_keep_the_newest_cursor() {
+    fn filters_keep_newest_cursor() {
         let raw = "app=relay&feature=&outcome=retrying&after=0190-a&after=0190-c&after=0190-b";
         let filters = LogFilters::parse(Some(raw)).expect("valid filters");
         assert_eq!(filters.app.as_deref(), Some("relay"));
@@ -471,7 +483,13 @@ mod tests {
 
     #[test]
     fn invalid_filters_are_rejected() {
-        for raw in ["outcome=maybe", "before=..%2FCONFIG", "since=yesterday", "limit=0", "limit=5000"] {
+        for raw in [
+            "outcome=maybe",
+            "before=..%2FCONFIG",
+            "since=yesterday",
+            "limit=0",
+            "limit=5000",
+        ] {
             assert!(LogFilters::parse(Some(raw)).is_err(), "{raw}");
         }
     }
@@ -479,7 +497,11 @@ mod tests {
     #[test]
     fn times_are_read_as_utc() {
         let expected = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("valid time");
-        for text in ["2027-01-15T08:00", "2027-01-15T08:00:00", "2027-01-15T09:00:00+01:00"] {
+        for text in [
+            "2027-01-15T08:00",
+            "2027-01-15T08:00:00",
+            "2027-01-15T09:00:00+01:00",
+        ] {
             let (_, at) = parse_time("since", text.to_string()).expect(text);
             assert_eq!(at, expected, "{text}");
         }

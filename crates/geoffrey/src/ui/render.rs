@@ -23,7 +23,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("log_rows.html", include_str!("templates/log_rows.html")),
     ("log_entry.html", include_str!("templates/log_entry.html")),
     ("failed.html", include_str!("templates/failed.html")),
-    ("failed_confirm.html", include_str!("templates/failed_confirm.html")),
+    (
+        "failed_confirm.html",
+        include_str!("templates/failed_confirm.html"),
+    ),
     ("backfill.html", include_str!("templates/backfill.html")),
     (
         "backfill_progress.html",

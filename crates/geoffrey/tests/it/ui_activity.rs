@@ -47,7 +47,12 @@ fn log_entry(at: OffsetDateTime, app: &str, outcome: Outcome, duration_ms: u64) 
         event_id: Some("4111".into()),
         event: "topic_created".into(),
         app: app.into(),
-        feature: if app == "relay" { "post_message" } else { "subscribe" }.into(),
+        feature: if app == "relay" {
+            "post_message"
+        } else {
+            "subscribe"
+        }
+        .into(),
         target: None,
         attempt: 1,
         outcome,
@@ -171,10 +176,21 @@ async fn activity_pages_render(mode: Mode) {
 
     let bad = admin.get("/ui/instances/forum/logs?outcome=maybe").await;
     assert_eq!(bad.status, 400);
-    assert!(bad.text().contains("unknown outcome \"maybe\""), "{}", bad.body);
-    let bad = admin.get("/api/v1/instances/forum/logs?since=yesterday").await;
+    assert!(
+        bad.text().contains("unknown outcome \"maybe\""),
+        "{}",
+        bad.body
+    );
+    let bad = admin
+        .get("/api/v1/instances/forum/logs?since=yesterday")
+        .await;
     assert_eq!(bad.status, 400);
-    assert!(bad.json()["error"].as_str().unwrap().contains("invalid since"));
+    assert!(
+        bad.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid since")
+    );
 
     // A form without the CSRF token changes nothing.
     let ids = make_failed_jobs(&geoffrey, "forum", &[("relay", "post_message")]).await;
@@ -205,12 +221,18 @@ async fn logs_page_through_filters_and_cursors(mode: Mode) {
     let first = admin.get("/ui/instances/forum/logs?limit=10").await;
     assert_eq!(first.status, 200);
     assert_eq!(row_ids(&first), newest_first[..10]);
-    assert!(first.body.contains("hx-trigger=\"every 2s\""), "the first page follows");
+    assert!(
+        first.body.contains("hx-trigger=\"every 2s\""),
+        "the first page follows"
+    );
     let second_url = older_link(&first).expect("an older page");
     assert!(second_url.contains("limit=10"), "{second_url}");
     let second = admin.get(&second_url).await;
     assert_eq!(row_ids(&second), newest_first[10..20]);
-    assert!(!second.body.contains("hx-trigger"), "older pages do not follow");
+    assert!(
+        !second.body.contains("hx-trigger"),
+        "older pages do not follow"
+    );
     assert!(second.body.contains("Newest entries"));
     let third = admin.get(&older_link(&second).expect("a third page")).await;
     assert_eq!(row_ids(&third), newest_first[20..30]);
@@ -287,14 +309,24 @@ async fn live_rows_are_newer_than_the_cursor(mode: Mode) {
 
     let page = admin.get("/ui/instances/forum/logs").await;
     let live = format!("/ui/instances/forum/logs/live?after={}", entries[5].id);
-    assert!(page.text().contains(&live), "the page polls from its newest entry");
+    assert!(
+        page.text().contains(&live),
+        "the page polls from its newest entry"
+    );
 
     let newer = admin
-        .get(&format!("/ui/instances/forum/logs/live?after={}", entries[2].id))
+        .get(&format!(
+            "/ui/instances/forum/logs/live?after={}",
+            entries[2].id
+        ))
         .await;
     assert_eq!(newer.status, 200);
     let expected: Vec<String> = entries[3..].iter().rev().map(|e| e.id.clone()).collect();
-    assert_eq!(row_ids(&newer), expected, "newer entries only, newest first");
+    assert_eq!(
+        row_ids(&newer),
+        expected,
+        "newer entries only, newest first"
+    );
     assert!(!newer.body.contains("<html"), "a fragment, not a page");
 
     // htmx adds the newest row's id to the cursor of the URL; the newest of them counts.
@@ -316,22 +348,36 @@ async fn live_rows_are_newer_than_the_cursor(mode: Mode) {
             entries[0].id
         ))
         .await;
-    assert_eq!(row_ids(&filtered), [entries[5].id.clone(), entries[2].id.clone()]);
+    assert_eq!(
+        row_ids(&filtered),
+        [entries[5].id.clone(), entries[2].id.clone()]
+    );
 
     // An entry written after the page was read appears in the next poll.
-    let later = log_entry(geoffrey.services.clock.now(), "relay", Outcome::Succeeded, 5);
+    let later = log_entry(
+        geoffrey.services.clock.now(),
+        "relay",
+        Outcome::Succeeded,
+        5,
+    );
     geoffrey
         .services
         .store
         .append_logs("forum", std::slice::from_ref(&later))
         .await
         .unwrap();
-    assert_eq!(row_ids(&admin.get(&live).await), [later.id.clone()]);
+    assert_eq!(
+        row_ids(&admin.get(&live).await),
+        std::slice::from_ref(&later.id)
+    );
 
     let missing = admin.get("/ui/instances/forum/logs/live").await;
     assert_eq!(missing.status, 400);
     let api = admin
-        .get(&format!("/api/v1/instances/forum/logs?after={}", entries[3].id))
+        .get(&format!(
+            "/api/v1/instances/forum/logs?after={}",
+            entries[3].id
+        ))
         .await
         .json();
     let ids: Vec<&str> = api["entries"]
@@ -340,7 +386,11 @@ async fn live_rows_are_newer_than_the_cursor(mode: Mode) {
         .iter()
         .map(|e| e["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, [&entries[4].id, &entries[5].id, &later.id], "oldest first");
+    assert_eq!(
+        ids,
+        [&entries[4].id, &entries[5].id, &later.id],
+        "oldest first"
+    );
 }
 
 const TOPIC_TEMPLATE: &str = "New topic {{topic.title}}";
@@ -387,7 +437,10 @@ async fn log_detail_shows_every_attempt(mode: Mode) {
         assert!(text.contains(&link), "every attempt is listed: {link}");
     }
     for status in ["500", "502", "503"] {
-        assert!(text.contains(&format!("<td>{status}</td>")), "status {status}");
+        assert!(
+            text.contains(&format!("<td>{status}</td>")),
+            "status {status}"
+        );
     }
     assert!(text.contains("HTTP 502"), "the error");
     assert!(text.contains(&job_id));
@@ -440,7 +493,7 @@ async fn failed_job_replayed_from_the_ui_runs_again(mode: Mode) {
     assert_eq!(json["failed"][0]["job"]["id"], job_id.as_str());
     assert_eq!(json["total"], 1);
 
-    // The receiver answers 200 from now on, so the replay succeeds.
+    // The receiver returns 200 from now on, so the replay succeeds.
     let replayed = admin
         .post_form(&format!("/ui/instances/forum/failed/{job_id}/replay"), &[])
         .await;
@@ -464,11 +517,18 @@ async fn failed_job_replayed_from_the_ui_runs_again(mode: Mode) {
             .is_empty()
     );
     let after = admin.get("/ui/instances/forum/failed?replayed=1").await;
-    assert!(after.text().contains("Replayed 1 failed job."), "{}", after.body);
+    assert!(
+        after.text().contains("Replayed 1 failed job."),
+        "{}",
+        after.body
+    );
     let again = admin
         .post_form(&format!("/ui/instances/forum/failed/{job_id}/replay"), &[])
         .await;
-    assert_eq!(again.status, 404, "a job replayed already is no longer failed");
+    assert_eq!(
+        again.status, 404,
+        "a job replayed already is no longer failed"
+    );
 }
 
 async fn discard_removes_a_failed_job(mode: Mode) {
@@ -487,7 +547,10 @@ async fn discard_removes_a_failed_job(mode: Mode) {
     };
 
     let page = admin
-        .post_form(&format!("/ui/instances/forum/failed/{}/discard", ids[0]), &[])
+        .post_form(
+            &format!("/ui/instances/forum/failed/{}/discard", ids[0]),
+            &[],
+        )
         .await;
     assert_eq!(page.status, 303);
     assert_eq!(remaining().await, ids[1..]);
@@ -520,7 +583,10 @@ async fn discard_removes_a_failed_job(mode: Mode) {
         .await;
     assert_eq!(missing.status, 404);
     let unknown = admin
-        .post_form(&format!("/ui/instances/forum/failed/{}/explode", ids[0]), &[])
+        .post_form(
+            &format!("/ui/instances/forum/failed/{}/explode", ids[0]),
+            &[],
+        )
         .await;
     assert_eq!(unknown.status, 404);
 }
@@ -547,16 +613,22 @@ async fn replay_all_replays_matching_jobs_only(mode: Mode) {
     };
 
     let list = admin.get("/ui/instances/forum/failed?app=mailchimp").await;
-    assert!(list.text().contains("3 of 5 failed jobs match"), "{}", list.body);
+    assert!(
+        list.text().contains("3 of 5 failed jobs match"),
+        "{}",
+        list.body
+    );
 
-    // The first post asks, with the count, and replays nothing.
+    // The first post renders a confirmation with the count, and replays nothing.
     let fields = [("app", "mailchimp"), ("feature", "subscribe")];
     let confirm = admin
         .post_form("/ui/instances/forum/failed/replay", &fields)
         .await;
     assert_eq!(confirm.status, 200, "{}", confirm.body);
     assert!(
-        confirm.text().contains("Replay <strong>2</strong> failed jobs"),
+        confirm
+            .text()
+            .contains("Replay <strong>2</strong> failed jobs"),
         "{}",
         confirm.body
     );
@@ -565,7 +637,11 @@ async fn replay_all_replays_matching_jobs_only(mode: Mode) {
     let done = admin
         .post_form(
             "/ui/instances/forum/failed/replay",
-            &[("app", "mailchimp"), ("feature", "subscribe"), ("confirm", "yes")],
+            &[
+                ("app", "mailchimp"),
+                ("feature", "subscribe"),
+                ("confirm", "yes"),
+            ],
         )
         .await;
     assert_eq!(done.status, 303, "{}", done.body);
@@ -573,7 +649,10 @@ async fn replay_all_replays_matching_jobs_only(mode: Mode) {
         done.location.as_deref(),
         Some("/ui/instances/forum/failed?app=mailchimp&feature=subscribe&replayed=2")
     );
-    assert_eq!(failed_ids().await, [ids[0].clone(), ids[2].clone(), ids[3].clone()]);
+    assert_eq!(
+        failed_ids().await,
+        [ids[0].clone(), ids[2].clone(), ids[3].clone()]
+    );
     assert_eq!(queue.stats(Some("forum")).await.unwrap().ready, 2);
 
     let api = admin
@@ -588,7 +667,11 @@ async fn replay_all_replays_matching_jobs_only(mode: Mode) {
     assert_eq!(failed_ids().await, [ids[3].clone()]);
 
     let everything = admin
-        .send_json(Method::POST, "/api/v1/instances/forum/failed/replay", &json!({}))
+        .send_json(
+            Method::POST,
+            "/api/v1/instances/forum/failed/replay",
+            &json!({}),
+        )
         .await;
     assert_eq!(everything.json()["replayed"], 1);
     assert!(failed_ids().await.is_empty());
@@ -606,7 +689,10 @@ async fn delivery_counters_skip_duplicates(mode: Mode) {
     let (_, body) = geoffrey
         .send("forum", &fixtures::signed("post_created"))
         .await;
-    assert_eq!((body["status"].as_str(), body["jobs"].as_u64()), (Some("accepted"), Some(0)));
+    assert_eq!(
+        (body["status"].as_str(), body["jobs"].as_u64()),
+        (Some("accepted"), Some(0))
+    );
     let (_, body) = geoffrey.send("forum", &fixtures::signed("ping")).await;
     assert_eq!(body["status"], "pong", "a ping is not queued");
     geoffrey.wait_for_logs("forum", 1).await;
@@ -625,7 +711,9 @@ async fn delivery_counters_skip_duplicates(mode: Mode) {
     assert_eq!(list["instances"][0]["events_today"], 2);
     let dashboard = admin.get("/ui/instances/forum").await;
     assert!(
-        dashboard.text().contains("2 deliveries received, 1 job succeeded, 0 jobs failed"),
+        dashboard
+            .text()
+            .contains("2 deliveries received, 1 job succeeded, 0 jobs failed"),
         "{}",
         dashboard.body
     );
@@ -645,7 +733,12 @@ async fn dashboard_names_the_slowest_app(mode: Mode) {
         log_entry(minutes(2), "mailchimp", Outcome::Succeeded, 300),
         log_entry(minutes(1), "mailchimp", Outcome::Retrying, 600),
         // Older than a day, so left out.
-        log_entry(now - time::Duration::hours(30), "forms", Outcome::Succeeded, 5000),
+        log_entry(
+            now - time::Duration::hours(30),
+            "forms",
+            Outcome::Succeeded,
+            5000,
+        ),
     ];
     geoffrey
         .services
@@ -684,8 +777,15 @@ async fn dashboard_names_the_slowest_app(mode: Mode) {
     assert_eq!((sum("succeeded"), sum("failed"), sum("retried")), (3, 1, 1));
 
     let page = admin.get("/ui/instances/forum").await;
-    assert!(page.text().contains("Slowest app on average: <strong>mailchimp</strong>"));
-    assert!(page.text().contains("/ui/instances/forum/failed\">1</a>"), "{}", page.body);
+    assert!(
+        page.text()
+            .contains("Slowest app on average: <strong>mailchimp</strong>")
+    );
+    assert!(
+        page.text().contains("/ui/instances/forum/failed\">1</a>"),
+        "{}",
+        page.body
+    );
 }
 
 async fn backfill_from_the_ui_reaches_done(mode: Mode) {
@@ -715,41 +815,76 @@ async fn backfill_from_the_ui_reaches_done(mode: Mode) {
     let admin = geoffrey.admin_client().await;
 
     let before = admin.get("/ui/instances/forum/backfill").await;
-    assert!(before.body.contains("No backfill has run yet"), "{}", before.body);
+    assert!(
+        before.body.contains("No backfill has run yet"),
+        "{}",
+        before.body
+    );
     assert!(before.body.contains("/backfill/start"));
     assert_eq!(
         admin.get("/api/v1/instances/forum/backfill").await.json(),
         json!({ "configured": true, "progress": null })
     );
 
-    let started = admin.post_form("/ui/instances/forum/backfill/start", &[]).await;
+    let started = admin
+        .post_form("/ui/instances/forum/backfill/start", &[])
+        .await;
     assert_eq!(started.status, 303, "{}", started.body);
-    assert_eq!(started.location.as_deref(), Some("/ui/instances/forum/backfill"));
-    let again = admin.post_form("/ui/instances/forum/backfill/start", &[]).await;
+    assert_eq!(
+        started.location.as_deref(),
+        Some("/ui/instances/forum/backfill")
+    );
+    let again = admin
+        .post_form("/ui/instances/forum/backfill/start", &[])
+        .await;
     assert_eq!(again.status, 409);
     assert!(again.text().contains("already running"), "{}", again.body);
     let running = admin.get("/ui/instances/forum/backfill").await;
-    assert!(running.body.contains("hx-trigger=\"every 2s\""), "a running backfill is followed");
+    assert!(
+        running.body.contains("hx-trigger=\"every 2s\""),
+        "a running backfill is followed"
+    );
     assert!(running.body.contains("/backfill/pause"));
 
-    let paused = admin.post_form("/ui/instances/forum/backfill/pause", &[]).await;
+    let paused = admin
+        .post_form("/ui/instances/forum/backfill/pause", &[])
+        .await;
     assert_eq!(paused.status, 303, "{}", paused.body);
     let fragment = admin.get("/ui/instances/forum/backfill/progress").await;
     assert_eq!(fragment.status, 200);
-    assert!(fragment.body.starts_with("<section id=\"backfill\""), "{}", fragment.body);
-    assert!(fragment.body.contains(">paused</span>"), "{}", fragment.body);
-    assert!(!fragment.body.contains("hx-trigger"), "a paused backfill is not followed");
+    assert!(
+        fragment.body.starts_with("<section id=\"backfill\""),
+        "{}",
+        fragment.body
+    );
+    assert!(
+        fragment.body.contains(">paused</span>"),
+        "{}",
+        fragment.body
+    );
+    assert!(
+        !fragment.body.contains("hx-trigger"),
+        "a paused backfill is not followed"
+    );
     assert!(fragment.body.contains("/backfill/resume"));
 
     let resumed = admin
-        .send_json(Method::POST, "/api/v1/instances/forum/backfill/resume", &json!({}))
+        .send_json(
+            Method::POST,
+            "/api/v1/instances/forum/backfill/resume",
+            &json!({}),
+        )
         .await;
     assert_eq!(resumed.status, 200, "{}", resumed.body);
     assert_eq!(resumed.json()["progress"]["state"], "running");
-    let done = testkit::eventually(Duration::from_secs(60), "the backfill to finish", || async {
-        let status = admin.get("/api/v1/instances/forum/backfill").await.json();
-        (status["progress"]["state"] == "done").then_some(status["progress"].clone())
-    })
+    let done = testkit::eventually(
+        Duration::from_secs(60),
+        "the backfill to finish",
+        || async {
+            let status = admin.get("/api/v1/instances/forum/backfill").await.json();
+            (status["progress"]["state"] == "done").then_some(status["progress"].clone())
+        },
+    )
     .await;
     assert_eq!(done["read"], 1_000);
     assert_eq!(done["skipped"], 4, "staged users are skipped");
@@ -759,10 +894,16 @@ async fn backfill_from_the_ui_reaches_done(mode: Mode) {
 
     let page = admin.get("/ui/instances/forum/backfill").await;
     assert!(page.body.contains(">done</span>"), "{}", page.body);
-    assert!(page.body.contains("<dd id=\"added\">996</dd>"), "{}", page.body);
+    assert!(
+        page.body.contains("<dd id=\"added\">996</dd>"),
+        "{}",
+        page.body
+    );
     assert!(!page.body.contains("hx-trigger"));
     assert!(page.body.contains("Start over"));
-    let resume_done = admin.post_form("/ui/instances/forum/backfill/resume", &[]).await;
+    let resume_done = admin
+        .post_form("/ui/instances/forum/backfill/resume", &[])
+        .await;
     assert_eq!(resume_done.status, 409);
 }
 
@@ -774,11 +915,21 @@ async fn backfill_without_mailchimp_says_so(mode: Mode) {
     assert_eq!(page.status, 200);
     assert!(page.body.contains("id=\"not-configured\""), "{}", page.body);
     assert!(!page.body.contains("/backfill/start"), "no start button");
-    let start = admin.post_form("/ui/instances/forum/backfill/start", &[]).await;
+    let start = admin
+        .post_form("/ui/instances/forum/backfill/start", &[])
+        .await;
     assert_eq!(start.status, 409);
-    assert!(start.text().contains("no mailchimp app configured"), "{}", start.body);
+    assert!(
+        start.text().contains("no mailchimp app configured"),
+        "{}",
+        start.body
+    );
     let api = admin
-        .send_json(Method::POST, "/api/v1/instances/forum/backfill/start", &json!({}))
+        .send_json(
+            Method::POST,
+            "/api/v1/instances/forum/backfill/start",
+            &json!({}),
+        )
         .await;
     assert_eq!(api.status, 409);
     let status = admin.get("/api/v1/instances/forum/backfill").await.json();
@@ -842,17 +993,37 @@ async fn members_reach_their_own_instance_only() {
         assert_eq!(page.status, 404, "{path}");
     }
     let calls = [
-        (Method::POST, format!("/api/v1/instances/beta/failed/{job}/replay")),
-        (Method::POST, format!("/api/v1/instances/beta/failed/{job}/discard")),
-        (Method::DELETE, format!("/api/v1/instances/beta/failed/{job}")),
-        (Method::POST, "/api/v1/instances/beta/failed/replay".to_string()),
-        (Method::POST, "/api/v1/instances/beta/backfill/start".to_string()),
+        (
+            Method::POST,
+            format!("/api/v1/instances/beta/failed/{job}/replay"),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/instances/beta/failed/{job}/discard"),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/instances/beta/failed/{job}"),
+        ),
+        (
+            Method::POST,
+            "/api/v1/instances/beta/failed/replay".to_string(),
+        ),
+        (
+            Method::POST,
+            "/api/v1/instances/beta/backfill/start".to_string(),
+        ),
     ];
     for (method, path) in calls {
         let response = ann.send_json(method.clone(), &path, &json!({})).await;
         assert_eq!(response.status, 404, "{method} {path}");
     }
-    let failed = geoffrey.services.queue.failed_jobs("beta", 10).await.unwrap();
+    let failed = geoffrey
+        .services
+        .queue
+        .failed_jobs("beta", 10)
+        .await
+        .unwrap();
     assert_eq!(failed.len(), 1, "beta's failed job stays");
     assert_eq!(&failed[0].job.id, job);
     let stats = geoffrey.services.queue.stats(Some("beta")).await.unwrap();
@@ -868,7 +1039,12 @@ async fn new_log_entries_appear_in_chromium() {
     let geoffrey = start_without_workers(Mode::Embedded).await;
     geoffrey.create_instance("forum", json!({})).await;
     seed_logs(&geoffrey, "forum", 12).await;
-    make_failed_jobs(&geoffrey, "forum", &[("relay", "post_message"), ("mailchimp", "subscribe")]).await;
+    make_failed_jobs(
+        &geoffrey,
+        "forum",
+        &[("relay", "post_message"), ("mailchimp", "subscribe")],
+    )
+    .await;
     let screenshots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
     std::fs::create_dir_all(&screenshots).unwrap();
 
@@ -883,36 +1059,71 @@ async fn new_log_entries_appear_in_chromium() {
         .wait_for_text("Logs of forum", Duration::from_secs(10))
         .await;
 
-    let mut first = log_entry(geoffrey.services.clock.now(), "relay", Outcome::Succeeded, 7);
+    let mut first = log_entry(
+        geoffrey.services.clock.now(),
+        "relay",
+        Outcome::Succeeded,
+        7,
+    );
     first.event = "first_live_event".into();
     let store = &geoffrey.services.store;
-    store.append_logs("forum", std::slice::from_ref(&first)).await.unwrap();
+    store
+        .append_logs("forum", std::slice::from_ref(&first))
+        .await
+        .unwrap();
     browser
         .wait_for_text("first_live_event", Duration::from_secs(10))
         .await;
     // The next poll starts after the new row, so the row is not added twice.
     let mut second = log_entry(geoffrey.services.clock.now(), "relay", Outcome::Retrying, 8);
     second.event = "second_live_event".into();
-    store.append_logs("forum", std::slice::from_ref(&second)).await.unwrap();
+    store
+        .append_logs("forum", std::slice::from_ref(&second))
+        .await
+        .unwrap();
     browser
         .wait_for_text("second_live_event", Duration::from_secs(10))
         .await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let rows = browser.text("#log-rows").await;
     assert_eq!(rows.matches("first_live_event").count(), 1, "{rows}");
-    let order = (rows.find("second_live_event"), rows.find("first_live_event"));
-    assert!(matches!(order, (Some(a), Some(b)) if a < b), "newest first: {rows}");
+    let order = (
+        rows.find("second_live_event"),
+        rows.find("first_live_event"),
+    );
+    assert!(
+        matches!(order, (Some(a), Some(b)) if a < b),
+        "newest first: {rows}"
+    );
     browser.screenshot(screenshots.join("logs.png")).await;
 
     browser
-        .open(&format!("{}/ui/instances/forum/logs?app=mailchimp", geoffrey.base_url))
+        .open(&format!(
+            "{}/ui/instances/forum/logs?app=mailchimp",
+            geoffrey.base_url
+        ))
         .await;
-    browser.wait_for_text("Clear the filters", Duration::from_secs(10)).await;
-    let mut relay = log_entry(geoffrey.services.clock.now(), "relay", Outcome::Succeeded, 1);
+    browser
+        .wait_for_text("Clear the filters", Duration::from_secs(10))
+        .await;
+    let mut relay = log_entry(
+        geoffrey.services.clock.now(),
+        "relay",
+        Outcome::Succeeded,
+        1,
+    );
     relay.event = "relay_live_event".into();
-    let mut mailchimp = log_entry(geoffrey.services.clock.now(), "mailchimp", Outcome::Succeeded, 1);
+    let mut mailchimp = log_entry(
+        geoffrey.services.clock.now(),
+        "mailchimp",
+        Outcome::Succeeded,
+        1,
+    );
     mailchimp.event = "mailchimp_live_event".into();
-    store.append_logs("forum", &[relay, mailchimp]).await.unwrap();
+    store
+        .append_logs("forum", &[relay, mailchimp])
+        .await
+        .unwrap();
     browser
         .wait_for_text("mailchimp_live_event", Duration::from_secs(10))
         .await;
@@ -921,10 +1132,15 @@ async fn new_log_entries_appear_in_chromium() {
     for (path, file) in [
         ("/ui/instances/forum", "dashboard.png"),
         ("/ui/instances/forum/failed", "failed.png"),
-        ("/ui/instances/forum/backfill", "backfill-not-configured.png"),
+        (
+            "/ui/instances/forum/backfill",
+            "backfill-not-configured.png",
+        ),
     ] {
         browser.open(&format!("{}{path}", geoffrey.base_url)).await;
-        browser.wait_for_text("forum", Duration::from_secs(10)).await;
+        browser
+            .wait_for_text("forum", Duration::from_secs(10))
+            .await;
         browser.screenshot(screenshots.join(file)).await;
     }
 }

@@ -11,8 +11,9 @@
 //! - `P:failed:<instance>`: dead-lettered jobs by time of failure.
 //! - `P:stats` and `P:stats:<instance>`: counts of jobs per state.
 //! - `P:seen:<instance>:...`: accepted event ids and content keys, for duplicate detection.
-//! - `P:deliveries:<instance>:<day>`: accepted deliveries per hour of one UTC day (days since
-//!   the Unix epoch), by the hour's start in Unix milliseconds; each expires as a whole.
+//! - `P:deliveries:<instance>:<day>`: accepted deliveries per hour of one UTC day (counted in
+//!   days since the Unix epoch), keyed by the hour's start in Unix milliseconds. Each such
+//!   hash expires as a whole.
 //!
 //! Every state change is one Lua script, so it is atomic and a crash between two commands
 //! cannot lose or duplicate a job. Times come from Geoffrey's clock, not from Redis, which
@@ -25,8 +26,8 @@
 //! warnings that [`RedisQueue::connect`] logs).
 
 use super::{
-    Admission, Delivery, FailedJob, HOUR_MS, HourlyCount, Job, Lease, NewJob, Queue,
-    QueueError, QueueResult, QueueSettings, QueueStats,
+    Admission, Delivery, FailedJob, HOUR_MS, HourlyCount, Job, Lease, NewJob, Queue, QueueError,
+    QueueResult, QueueSettings, QueueStats,
 };
 use crate::clock::SharedClock;
 use async_trait::async_trait;
@@ -246,6 +247,15 @@ impl RedisQueue {
     }
 }
 
+/// The fields of a failed job's hash: spec, attempt, max_attempts, reason and failed_at.
+type FailedFields = (
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+);
+
 impl RedisQueue {
     /// Reads the job hashes of failed jobs; ids whose hash is gone are left out.
     async fn read_failed(&self, ids: Vec<String>) -> QueueResult<Vec<FailedJob>> {
@@ -259,13 +269,7 @@ impl RedisQueue {
                 .arg(format!("{}:job:{id}", self.prefix))
                 .arg(&["spec", "attempt", "max_attempts", "reason", "failed_at"]);
         }
-        let rows: Vec<(
-            Option<String>,
-            Option<i64>,
-            Option<i64>,
-            Option<String>,
-            Option<i64>,
-        )> = pipe.query_async(&mut conn).await?;
+        let rows: Vec<FailedFields> = pipe.query_async(&mut conn).await?;
         let mut failed = Vec::with_capacity(ids.len());
         for (id, (spec, attempt, max_attempts, reason, failed_at)) in ids.into_iter().zip(rows) {
             let Some(spec) = spec else { continue };

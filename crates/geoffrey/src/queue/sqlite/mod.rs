@@ -321,8 +321,9 @@ impl Queue for SqliteQueue {
         let (instance, job_id) = (instance.to_string(), job_id.to_string());
         self.conn
             .call(move |conn| {
-                let sql =
-                    format!("{FAILED_COLUMNS} WHERE instance = ?1 AND id = ?2 AND state = 'failed'");
+                let sql = format!(
+                    "{FAILED_COLUMNS} WHERE instance = ?1 AND id = ?2 AND state = 'failed'"
+                );
                 let row = conn
                     .query_row(&sql, params![instance, job_id], failed_row)
                     .optional()?;

@@ -191,7 +191,10 @@ pub(super) async fn query(store: &CouchStore, db: &str, query: &LogQuery) -> Sto
     }
     if let Some(end_id) = end_id {
         let end = format!("{ID_PREFIX}{end_id}");
-        let current = id_range.get("$lt").and_then(Value::as_str).unwrap_or(ID_END);
+        let current = id_range
+            .get("$lt")
+            .and_then(Value::as_str)
+            .unwrap_or(ID_END);
         if end.as_str() < current {
             id_range.insert("$lt".into(), Value::from(end));
         }
@@ -258,7 +261,9 @@ pub(super) async fn query(store: &CouchStore, db: &str, query: &LogQuery) -> Sto
 
 /// Reads the log entry with id `id`.
 pub(super) async fn get(store: &CouchStore, db: &str, id: &str) -> StoreResult<Option<LogEntry>> {
-    let document = store.get_with(db, &format!("{ID_PREFIX}{id}"), None).await?;
+    let document = store
+        .get_with(db, &format!("{ID_PREFIX}{id}"), None)
+        .await?;
     document
         .filter(|document| document.body.get("type").and_then(Value::as_str) == Some("log"))
         .map(|document| from_document(document.body))
