@@ -7,10 +7,14 @@
 //! keeps `--connections` requests in flight for `--duration`. Every delivery has its own
 //! event id and body, so none is a duplicate, and each becomes one queued job.
 //!
+//! `geoffrey-bench logs` fills a store with a million log entries and times the queries of
+//! the web UI's log pages and dashboard (see `logs`).
+//!
 //! `geoffrey-bench soak` instead runs a distributed Geoffrey at a steady rate for a long
 //! time, through worker and Redis restarts, and checks outcomes and memory (see `soak`).
 
 mod load;
+mod logs;
 mod soak;
 mod targets;
 
@@ -70,15 +74,22 @@ enum BenchCommand {
     /// Runs a distributed Geoffrey at a steady rate while restarting a worker and Redis, then
     /// checks that every accepted delivery has one outcome and that memory stayed flat. Exits
     /// with status 1 when a check fails.
-    Soak(soak::SoakArgs),
+    Soak(Box<soak::SoakArgs>),
+    /// Fills a store with log entries and times the log pages' queries: the first page, a
+    /// deep page, filtered pages, one job's attempts and the dashboard's hourly counts.
+    Logs(logs::LogsArgs),
 }
 
 fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
     let runtime = tokio::runtime::Runtime::new()?;
+    if let Some(BenchCommand::Logs(logs_args)) = args.command {
+        runtime.block_on(logs::run(logs_args))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Some(BenchCommand::Soak(soak_args)) = args.command {
         let geoffrey = geoffrey_binary(soak_args.geoffrey.clone())?;
-        let passed = runtime.block_on(soak::run(soak_args, &geoffrey))?;
+        let passed = runtime.block_on(soak::run(*soak_args, &geoffrey))?;
         return Ok(if passed {
             ExitCode::SUCCESS
         } else {

@@ -26,6 +26,15 @@ impl SharedConnection {
         Ok(Self(Arc::new(Mutex::new(conn))))
     }
 
+    /// Runs SQL statements on the calling thread, for set-up steps outside the async calls.
+    pub fn execute_batch_now(&self, sql: &str) -> rusqlite::Result<()> {
+        let conn = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        conn.execute_batch(sql)
+    }
+
     /// Runs `f` with the connection on the blocking thread pool.
     pub async fn call<T, E, F>(&self, f: F) -> Result<T, E>
     where

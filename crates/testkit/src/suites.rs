@@ -253,6 +253,79 @@ macro_rules! store_suite {
                 let query = LogQuery { after: Some(entries[1].id.clone()), limit: 10, ..LogQuery::default() };
                 assert_eq!(job_ids(store.query_logs("filtered", &query).await.unwrap()), ["job-3", "job-4"]);
             }
+
+            #[tokio::test]
+            async fn log_entries_are_read_by_id_and_job() {
+                let (store, _guard) = $open.await;
+                store.create_database("jobs").await.unwrap();
+                let mut entries: Vec<_> =
+                    (1..=4).map(|i| entry(i, "relay", Outcome::Retrying, "topic_created")).collect();
+                entries[1].job_id = "job-1".to_string();
+                entries[1].attempt = 2;
+                entries[3].job_id = "job-1".to_string();
+                entries[3].attempt = 3;
+                entries[3].outcome = Outcome::Succeeded;
+                store.append_logs("jobs", &entries).await.unwrap();
+
+                let found = store.get_log("jobs", &entries[2].id).await.unwrap();
+                assert_eq!(found.as_ref(), Some(&entries[2]));
+                assert!(store.get_log("jobs", "0190000-999999").await.unwrap().is_none());
+                let missing = store.get_log("nosuchdb", &entries[2].id).await;
+                assert!(matches!(missing, Err(StoreError::DatabaseNotFound(_))), "{missing:?}");
+
+                let query = LogQuery { job_id: Some("job-1".into()), limit: 10, ..LogQuery::default() };
+                let page = store.query_logs("jobs", &query).await.unwrap();
+                let attempts: Vec<_> = page.entries.iter().map(|e| e.attempt).collect();
+                assert_eq!(attempts, [3, 2, 1]);
+                let query = LogQuery { job_id: Some("job-1".into()), outcome: Some(Outcome::Retrying), limit: 10, ..LogQuery::default() };
+                assert_eq!(store.query_logs("jobs", &query).await.unwrap().entries.len(), 2);
+            }
+
+            #[tokio::test]
+            async fn log_buckets_group_by_hour_app_and_outcome() {
+                let (store, _guard) = $open.await;
+                store.create_database("hours").await.unwrap();
+                // 1_800_000_000 is 08:00:00 UTC.
+                let eight = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+                let rows = [
+                    (eight - time::Duration::minutes(1), "relay", Outcome::Succeeded, false, 10),
+                    (eight + time::Duration::minutes(5), "relay", Outcome::Succeeded, false, 20),
+                    (eight + time::Duration::minutes(59), "relay", Outcome::Succeeded, false, 60),
+                    (eight + time::Duration::minutes(30), "relay", Outcome::FailedPermanently, false, 5),
+                    (eight + time::Duration::minutes(30), "mailchimp", Outcome::Succeeded, true, 700),
+                    (eight + time::Duration::minutes(61), "relay", Outcome::Succeeded, false, 30),
+                ];
+                let entries: Vec<_> = rows
+                    .iter()
+                    .zip(1..)
+                    .map(|((at, app, outcome, continued, duration), seq)| {
+                        let mut entry = entry(seq, app, *outcome, "topic_created");
+                        entry.at = *at;
+                        entry.id = geoffrey::store::log_id(*at);
+                        entry.continued = *continued;
+                        entry.duration_ms = *duration;
+                        entry
+                    })
+                    .collect();
+                store.append_logs("hours", &entries).await.unwrap();
+
+                let mut buckets = store.log_buckets("hours", eight).await.unwrap();
+                buckets.sort_by(|a, b| (a.hour_start, &a.app, a.outcome.as_str()).cmp(&(b.hour_start, &b.app, b.outcome.as_str())));
+                let summary: Vec<_> = buckets
+                    .iter()
+                    .map(|b| (b.hour_start, b.app.as_str(), b.outcome, b.continued, b.count, b.total_duration_ms, b.max_duration_ms))
+                    .collect();
+                assert_eq!(
+                    summary,
+                    [
+                        (1_800_000_000, "mailchimp", Outcome::Succeeded, true, 1, 700, 700),
+                        (1_800_000_000, "relay", Outcome::FailedPermanently, false, 1, 5, 5),
+                        (1_800_000_000, "relay", Outcome::Succeeded, false, 2, 80, 60),
+                        (1_800_003_600, "relay", Outcome::Succeeded, false, 1, 30, 30),
+                    ]
+                );
+                assert!(store.log_buckets("hours", eight + time::Duration::hours(2)).await.unwrap().is_empty());
+            }
         }
     };
 }
@@ -417,6 +490,68 @@ macro_rules! queue_suite {
                 assert!(matches!(missing, Err(QueueError::FailedJobNotFound { .. })), "{missing:?}");
                 let wrong_instance = queue.discard("b", &failed[0].job.id).await;
                 assert!(matches!(wrong_instance, Err(QueueError::FailedJobNotFound { .. })));
+            }
+
+            #[tokio::test]
+            async fn accepted_deliveries_are_counted_per_hour() {
+                use geoffrey::queue::HourlyCount;
+                let clock = clock();
+                let (queue, _guard) = $open(clock.clone()).await;
+                // 1_800_000_000_000 ms is 08:00 UTC, so these admissions fall into 08:00.
+                let first_hour = 1_800_000_000_000;
+                queue.admit(&delivery("a", Some("1"), "k1"), vec![job("a", 1)]).await.unwrap();
+                queue.admit(&delivery("a", Some("2"), "k2"), vec![]).await.unwrap();
+                let duplicate = queue.admit(&delivery("a", Some("1"), "k3"), vec![job("a", 1)]).await.unwrap();
+                assert_eq!(duplicate, Admission::Duplicate);
+                queue.admit(&delivery("b", Some("1"), "k1"), vec![]).await.unwrap();
+
+                clock.advance(Duration::from_secs(3600 + 59));
+                queue.admit(&delivery("a", Some("3"), "k3"), vec![]).await.unwrap();
+                let duplicate = queue.admit(&delivery("a", Some("4"), "k3"), vec![]).await.unwrap();
+                assert_eq!(duplicate, Admission::Duplicate);
+
+                let counts = queue.delivery_counts("a", first_hour).await.unwrap();
+                assert_eq!(
+                    counts,
+                    [
+                        HourlyCount { hour_start_ms: first_hour, count: 2 },
+                        HourlyCount { hour_start_ms: first_hour + 3_600_000, count: 1 },
+                    ]
+                );
+                let other = queue.delivery_counts("b", first_hour).await.unwrap();
+                assert_eq!(other, [HourlyCount { hour_start_ms: first_hour, count: 1 }]);
+
+                // A start inside an hour includes that whole hour; later hours only after it.
+                let later = queue.delivery_counts("a", first_hour + 1_800_000).await.unwrap();
+                assert_eq!(later, counts);
+                let last = queue.delivery_counts("a", first_hour + 3_600_000).await.unwrap();
+                assert_eq!(last, counts[1..]);
+                assert!(queue.delivery_counts("c", first_hour).await.unwrap().is_empty());
+
+                // A day boundary: 16 hours later is the next UTC day.
+                clock.advance(Duration::from_secs(16 * 3600));
+                queue.admit(&delivery("a", Some("5"), "k5"), vec![]).await.unwrap();
+                let counts = queue.delivery_counts("a", first_hour).await.unwrap();
+                assert_eq!(counts.len(), 3, "{counts:?}");
+                assert_eq!(counts[2], HourlyCount { hour_start_ms: first_hour + 17 * 3_600_000, count: 1 });
+            }
+
+            #[tokio::test]
+            async fn failed_job_is_found_by_id() {
+                let clock = clock();
+                let (queue, _guard) = $open(clock.clone()).await;
+                queue.admit(&delivery("a", None, "k"), vec![job("a", 1), job("a", 2)]).await.unwrap();
+                let failing = queue.take().await.unwrap().expect("job");
+                queue.dead_letter(&failing, "HTTP 410").await.unwrap();
+                let pending = queue.take().await.unwrap().expect("job");
+
+                let found = queue.failed_job("a", &failing.job.id).await.unwrap().expect("failed job");
+                assert_eq!(found.job.id, failing.job.id);
+                assert_eq!(found.job.spec, failing.job.spec);
+                assert_eq!(found.reason, "HTTP 410");
+                assert!(queue.failed_job("b", &failing.job.id).await.unwrap().is_none());
+                assert!(queue.failed_job("a", &pending.job.id).await.unwrap().is_none());
+                assert!(queue.failed_job("a", "no-such-job").await.unwrap().is_none());
             }
 
             #[tokio::test]

@@ -1,11 +1,9 @@
 //! `geoffrey failed list|replay|discard`.
 
 use crate::args::FailedCommand;
+use geoffrey::queue::failed::{FailedJobFilter, replay_matching};
 use geoffrey::services::Services;
 use std::sync::Arc;
-
-/// Upper bound of failed jobs `replay --all` reads at once; it repeats until none are left.
-const REPLAY_BATCH: usize = 500;
 
 pub async fn run(services: Arc<Services>, command: FailedCommand) -> anyhow::Result<()> {
     let queue = &services.queue;
@@ -39,16 +37,8 @@ pub async fn run(services: Arc<Services>, command: FailedCommand) -> anyhow::Res
             ensure_instance(&services, &name).await?;
             let mut replayed = 0;
             if all {
-                loop {
-                    let batch = queue.failed_jobs(&name, REPLAY_BATCH).await?;
-                    if batch.is_empty() {
-                        break;
-                    }
-                    for item in batch {
-                        queue.replay(&name, &item.job.id).await?;
-                        replayed += 1;
-                    }
-                }
+                let every = FailedJobFilter::default();
+                replayed = replay_matching(queue.as_ref(), &name, &every).await?;
             } else {
                 for id in &job_ids {
                     queue.replay(&name, id).await?;

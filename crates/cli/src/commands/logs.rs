@@ -31,6 +31,7 @@ pub async fn run(services: Arc<Services>, args: LogsArgs) -> anyhow::Result<()> 
         feature: args.feature.clone(),
         outcome,
         event: args.event.clone(),
+        job_id: None,
         since,
         until: None,
         before: args.before.clone(),

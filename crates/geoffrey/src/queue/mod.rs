@@ -13,6 +13,7 @@
 //! - Dead-lettered jobs are kept per instance, can be listed, replayed or discarded.
 
 pub mod backoff;
+pub mod failed;
 pub mod redis;
 pub mod sqlite;
 
@@ -81,6 +82,20 @@ pub struct FailedJob {
     pub failed_at_ms: i64,
 }
 
+/// Accepted deliveries of one instance within one hour (UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct HourlyCount {
+    /// Start of the hour, in Unix milliseconds.
+    pub hour_start_ms: i64,
+    pub count: u64,
+}
+
+/// How long the queue keeps hourly delivery counts.
+pub const DELIVERY_COUNT_RETENTION: Duration = Duration::from_secs(3 * 24 * 3600);
+
+/// Length of one delivery count bucket, in milliseconds.
+pub const HOUR_MS: i64 = 3_600_000;
+
 /// Job counts, for one instance or all.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct QueueStats {
@@ -144,6 +159,22 @@ pub trait Queue: Send + Sync + 'static {
 
     /// Counts jobs by state, for one instance or, with `None`, for all.
     async fn stats(&self, instance: Option<&str>) -> QueueResult<QueueStats>;
+
+    /// Returns one failed job of an instance, or `None` when it has no such failed job.
+    async fn failed_job(&self, instance: &str, job_id: &str) -> QueueResult<Option<FailedJob>>;
+
+    /// Returns an instance's accepted deliveries per hour, oldest first, for the hours that
+    /// start at or after `since_ms` and had any. [`Queue::admit`] counts every delivery it
+    /// accepts, in the same atomic step: webhook deliveries, form submissions, and the one
+    /// admission that starts or resumes a backfill. Duplicates are not counted. Counts older
+    /// than [`DELIVERY_COUNT_RETENTION`] may be gone.
+    async fn delivery_counts(&self, instance: &str, since_ms: i64)
+    -> QueueResult<Vec<HourlyCount>>;
+}
+
+/// Returns the start of the hour that contains `at_ms`, in Unix milliseconds.
+pub fn hour_start_ms(at_ms: i64) -> i64 {
+    at_ms.div_euclid(HOUR_MS) * HOUR_MS
 }
 
 /// Lease and retry limits every queue implementation takes.

@@ -95,6 +95,8 @@ pub struct LogQuery {
     pub feature: Option<String>,
     pub outcome: Option<Outcome>,
     pub event: Option<String>,
+    /// Selects the attempts of one job.
+    pub job_id: Option<String>,
     pub since: Option<OffsetDateTime>,
     pub until: Option<OffsetDateTime>,
     /// Returns entries older than this id, newest first (the next page).
@@ -129,8 +131,58 @@ impl LogPage {
     }
 }
 
-/// Log times in RFC 3339 with exactly three fraction digits and `Z`, so that stores can
-/// compare them as strings.
+/// Log entries of one app with one outcome within one hour, for the dashboard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogBucket {
+    /// Start of the hour (UTC), in Unix seconds.
+    pub hour_start: i64,
+    pub app: String,
+    pub outcome: Outcome,
+    /// Whether the entries are successes that were not the job's final outcome (see
+    /// [`LogEntry::continued`]).
+    pub continued: bool,
+    pub count: u64,
+    /// Sum of the entries' durations, in milliseconds.
+    pub total_duration_ms: u64,
+    /// Maximum duration among the entries, in milliseconds.
+    pub max_duration_ms: u64,
+}
+
+/// Sorts log entries into [`LogBucket`]s, for stores that cannot group entries themselves.
+#[derive(Debug, Default)]
+pub struct LogBuckets {
+    buckets: std::collections::BTreeMap<(i64, String, &'static str, bool), LogBucket>,
+}
+
+impl LogBuckets {
+    pub fn add(&mut self, entry: &LogEntry) {
+        let hour_start = entry.at.unix_timestamp().div_euclid(3600) * 3600;
+        let key = (
+            hour_start,
+            entry.app.clone(),
+            entry.outcome.as_str(),
+            entry.continued,
+        );
+        let bucket = self.buckets.entry(key).or_insert_with(|| LogBucket {
+            hour_start,
+            app: entry.app.clone(),
+            outcome: entry.outcome,
+            continued: entry.continued,
+            count: 0,
+            total_duration_ms: 0,
+            max_duration_ms: 0,
+        });
+        bucket.count += 1;
+        bucket.total_duration_ms = bucket.total_duration_ms.saturating_add(entry.duration_ms);
+        bucket.max_duration_ms = bucket.max_duration_ms.max(entry.duration_ms);
+    }
+
+    /// Returns the buckets by hour, app, outcome and `continued`.
+    pub fn into_vec(self) -> Vec<LogBucket> {
+        self.buckets.into_values().collect()
+    }
+}
+
 /// Returns a new log entry id for an entry written at `at`: a UUIDv7 of that millisecond,
 /// so that ids sort by time and a time bounds a range of ids. A 12-bit counter in the field
 /// after the timestamp (`rand_a`) keeps up to 4096 entries that one process writes within a
@@ -145,6 +197,19 @@ pub fn log_id(at: OffsetDateTime) -> String {
     uuid::Builder::from_unix_timestamp_millis(millis, &bits)
         .into_uuid()
         .to_string()
+}
+
+/// Returns the range of ids, `[lower, upper)`, that entries written within `since..until`
+/// can have, because an entry's id is [`log_id`] of its time. Stores add it to time filters
+/// so that their id index narrows the search; the time filter itself still decides.
+pub fn id_range_of_times(
+    since: Option<OffsetDateTime>,
+    until: Option<OffsetDateTime>,
+) -> (Option<String>, Option<String>) {
+    let lower = since.map(first_log_id_at);
+    // An entry of the millisecond `until` falls into it, so the bound is the next one.
+    let upper = until.map(|until| first_log_id_at(until + time::Duration::milliseconds(1)));
+    (lower, upper)
 }
 
 /// Returns the smallest log entry id of the millisecond `at`: every entry written before

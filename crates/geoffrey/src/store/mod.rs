@@ -10,7 +10,10 @@ pub mod couch;
 mod logs;
 pub mod sqlite;
 
-pub use logs::{LogEntry, LogPage, LogQuery, Outcome, first_log_id_at, log_id, timestamp};
+pub use logs::{
+    LogBucket, LogBuckets, LogEntry, LogPage, LogQuery, Outcome, first_log_id_at,
+    id_range_of_times, log_id, timestamp,
+};
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -100,6 +103,31 @@ pub trait Store: Send + Sync + 'static {
         id_prefix: &str,
         limit: usize,
     ) -> StoreResult<Vec<Document>>;
+
+    /// Reads one log entry by id; `Ok(None)` when the database has no such entry.
+    async fn get_log(&self, db: &str, id: &str) -> StoreResult<Option<LogEntry>>;
+
+    /// Groups the log entries written at or after `since` by hour, app, outcome and
+    /// `continued`, with counts and durations. This default reads every such entry through
+    /// [`Store::query_logs`], a page of 1000 at a time.
+    async fn log_buckets(&self, db: &str, since: OffsetDateTime) -> StoreResult<Vec<LogBucket>> {
+        let mut buckets = LogBuckets::default();
+        let mut query = LogQuery {
+            since: Some(since),
+            limit: 1000,
+            ..LogQuery::default()
+        };
+        loop {
+            let page = self.query_logs(db, &query).await?;
+            for entry in &page.entries {
+                buckets.add(entry);
+            }
+            match page.next_before {
+                Some(cursor) => query.before = Some(cursor),
+                None => return Ok(buckets.into_vec()),
+            }
+        }
+    }
 
     /// Subscribes to change notifications for every database.
     fn changes(&self) -> broadcast::Receiver<Change>;

@@ -7,7 +7,8 @@
 //! `data_version` counter, which changes only when another connection commits.
 
 use super::{
-    Change, Document, LogEntry, LogPage, LogQuery, Outcome, Store, StoreError, StoreResult,
+    Change, Document, LogBucket, LogEntry, LogPage, LogQuery, Outcome, Store, StoreError,
+    StoreResult,
 };
 use crate::sqlite::{BlockingTaskFailed, SharedConnection};
 use async_trait::async_trait;
@@ -42,7 +43,12 @@ CREATE INDEX IF NOT EXISTS logs_by_app ON logs (app, id);
 CREATE INDEX IF NOT EXISTS logs_by_outcome ON logs (outcome, id);
 CREATE INDEX IF NOT EXISTS logs_by_event ON logs (event, id);
 CREATE INDEX IF NOT EXISTS logs_by_at ON logs (at);
+CREATE INDEX IF NOT EXISTS logs_by_feature ON logs (feature, id);
+CREATE INDEX IF NOT EXISTS logs_by_job ON logs (json_extract(body, '$.job_id'), id);
 ";
+
+/// The expression `logs_by_job` indexes; a query must repeat it exactly to use the index.
+const JOB_ID: &str = "json_extract(body, '$.job_id')";
 
 impl From<rusqlite::Error> for StoreError {
     fn from(err: rusqlite::Error) -> Self {
@@ -106,6 +112,10 @@ impl SqliteStore {
             return Err(StoreError::DatabaseNotFound(db.to_string()));
         }
         let database = Arc::new(self.open_file(&path)?);
+        // Adds the indexes of newer versions to a database an older version created. The
+        // first open after an upgrade builds them, which blocks this thread for a moment on a
+        // large log.
+        database.conn.execute_batch_now(SCHEMA)?;
         open.insert(db.to_string(), database.clone());
         Ok(database)
     }
@@ -406,6 +416,35 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn get_log(&self, db: &str, id: &str) -> StoreResult<Option<LogEntry>> {
+        let database = self.database(db)?;
+        let id = id.to_string();
+        database
+            .conn
+            .call(move |conn| {
+                let body: Option<String> = conn
+                    .query_row("SELECT body FROM logs WHERE id = ?1", [&id], |row| {
+                        row.get(0)
+                    })
+                    .optional()?;
+                body.map(|body| parse_entry(&body)).transpose()
+            })
+            .await
+    }
+
+    async fn log_buckets(
+        &self,
+        db: &str,
+        since: time::OffsetDateTime,
+    ) -> StoreResult<Vec<LogBucket>> {
+        let database = self.database(db)?;
+        let since = format_time(since);
+        database
+            .conn
+            .call(move |conn| select_buckets(conn, &since))
+            .await
+    }
+
     fn changes(&self) -> broadcast::Receiver<Change> {
         self.changes.subscribe()
     }
@@ -417,9 +456,12 @@ impl Store for SqliteStore {
     }
 }
 
+/// Formats the `at` column and the time filters alike, in UTC with exactly three fraction
+/// digits, so that SQLite compares them correctly as strings. Rows written by earlier versions
+/// carry RFC 3339 with a varying number of digits; against this format they still compare
+/// correctly to the millisecond.
 fn format_time(at: time::OffsetDateTime) -> String {
-    at.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    super::timestamp::format(at)
 }
 
 fn select_logs(conn: &mut rusqlite::Connection, query: &LogQuery) -> StoreResult<LogPage> {
@@ -439,8 +481,12 @@ fn select_logs(conn: &mut rusqlite::Connection, query: &LogQuery) -> StoreResult
         query.outcome.map(|o| o.as_str().to_string()),
     );
     filter("event", "=", query.event.clone());
+    filter(JOB_ID, "=", query.job_id.clone());
     filter("at", ">=", query.since.map(format_time));
     filter("at", "<", query.until.map(format_time));
+    let (first_id, end_id) = super::id_range_of_times(query.since, query.until);
+    filter("id", ">=", first_id);
+    filter("id", "<", end_id);
     filter("id", "<", query.before.clone());
     filter("id", ">", query.after.clone());
     let ascending = query.after.is_some();
@@ -458,9 +504,50 @@ fn select_logs(conn: &mut rusqlite::Connection, query: &LogQuery) -> StoreResult
     })?;
     let mut entries = Vec::new();
     for row in rows {
-        let entry: LogEntry = serde_json::from_str(&row?)
-            .map_err(|err| StoreError::Corrupt(format!("log entry: {err}")))?;
-        entries.push(entry);
+        entries.push(parse_entry(&row?)?);
     }
     Ok(LogPage::cut(entries, limit, ascending))
+}
+
+fn parse_entry(body: &str) -> StoreResult<LogEntry> {
+    serde_json::from_str(body).map_err(|err| StoreError::Corrupt(format!("log entry: {err}")))
+}
+
+fn select_buckets(conn: &mut rusqlite::Connection, since: &str) -> StoreResult<Vec<LogBucket>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT CAST(strftime('%s', at) AS INTEGER) / 3600 * 3600 AS hour_start, app, outcome,
+                json_extract(body, '$.continued') IS 1 AS continued, COUNT(*),
+                SUM(json_extract(body, '$.duration_ms')), MAX(json_extract(body, '$.duration_ms'))
+         FROM logs WHERE at >= ?1
+         GROUP BY hour_start, app, outcome, continued ORDER BY hour_start, app, outcome",
+    )?;
+    let rows = statement.query_map([since], |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, String>(2)?,
+            row.get::<_, bool>(3)?,
+            row.get::<_, i64>(4)?,
+            row.get::<_, Option<i64>>(5)?,
+            row.get::<_, Option<i64>>(6)?,
+        ))
+    })?;
+    let mut buckets = Vec::new();
+    for row in rows {
+        let (hour_start, app, outcome, continued, count, total, max) = row?;
+        let outcome = outcome
+            .parse::<Outcome>()
+            .map_err(|err| StoreError::Corrupt(format!("log entry: {err}")))?;
+        let unsigned = |value: Option<i64>| u64::try_from(value.unwrap_or(0)).unwrap_or(0);
+        buckets.push(LogBucket {
+            hour_start,
+            app,
+            outcome,
+            continued,
+            count: unsigned(Some(count)),
+            total_duration_ms: unsigned(total),
+            max_duration_ms: unsigned(max),
+        });
+    }
+    Ok(buckets)
 }

@@ -74,6 +74,18 @@ async fn summary(ui: &Ui, name: &str) -> InstanceSummary {
         apps: Vec::new(),
         error: None,
     };
+    let midnight_ms = services
+        .clock
+        .now_ms()
+        .div_euclid(24 * crate::queue::HOUR_MS)
+        * 24
+        * crate::queue::HOUR_MS;
+    match services.queue.delivery_counts(name, midnight_ms).await {
+        Ok(counts) => summary.events_today = Some(counts.iter().map(|c| c.count).sum()),
+        Err(err) => {
+            tracing::warn!(instance = %name, error = %err, "reading the delivery counts for the instance list failed");
+        }
+    }
     match services.queue.stats(Some(name)).await {
         Ok(stats) => {
             summary.failed = stats.failed;

@@ -11,9 +11,14 @@
 //! not a GET or HEAD. Which instances a person sees is decided by [`accounts`].
 
 pub mod accounts;
+mod activity;
 mod auth;
+mod backfill;
 mod config;
+mod dashboard;
+mod failed;
 mod instances;
+mod logs;
 pub mod render;
 pub mod session;
 
@@ -151,6 +156,7 @@ pub fn router(ui: Arc<Ui>) -> Router {
             get(instances::list_json).post(instances::create_json),
         )
         .merge(config::routes())
+        .merge(activity::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             ui.clone(),
             session_layer,

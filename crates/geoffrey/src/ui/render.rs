@@ -27,6 +27,20 @@ const TEMPLATES: &[(&str, &str)] = &[
         "config_checks.html",
         include_str!("templates/config_checks.html"),
     ),
+    ("dashboard.html", include_str!("templates/dashboard.html")),
+    ("logs.html", include_str!("templates/logs.html")),
+    ("log_rows.html", include_str!("templates/log_rows.html")),
+    ("log_entry.html", include_str!("templates/log_entry.html")),
+    ("failed.html", include_str!("templates/failed.html")),
+    (
+        "failed_confirm.html",
+        include_str!("templates/failed_confirm.html"),
+    ),
+    ("backfill.html", include_str!("templates/backfill.html")),
+    (
+        "backfill_progress.html",
+        include_str!("templates/backfill_progress.html"),
+    ),
 ];
 
 static ENVIRONMENT: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {

@@ -17,5 +17,6 @@ mod retention;
 mod secrets;
 mod sqlite;
 mod ui;
+mod ui_activity;
 mod ui_browser;
 mod ui_config;

@@ -11,6 +11,9 @@
 //! - `P:failed:<instance>`: dead-lettered jobs by time of failure.
 //! - `P:stats` and `P:stats:<instance>`: counts of jobs per state.
 //! - `P:seen:<instance>:...`: accepted event ids and content keys, for duplicate detection.
+//! - `P:deliveries:<instance>:<day>`: accepted deliveries per hour of one UTC day (counted in
+//!   days since the Unix epoch), keyed by the hour's start in Unix milliseconds. Each such
+//!   hash expires as a whole.
 //!
 //! Every state change is one Lua script, so it is atomic and a crash between two commands
 //! cannot lose or duplicate a job. Times come from Geoffrey's clock, not from Redis, which
@@ -23,8 +26,8 @@
 //! warnings that [`RedisQueue::connect`] logs).
 
 use super::{
-    Admission, Delivery, FailedJob, Job, Lease, NewJob, Queue, QueueError, QueueResult,
-    QueueSettings, QueueStats,
+    Admission, Delivery, FailedJob, HOUR_MS, HourlyCount, Job, Lease, NewJob, Queue, QueueError,
+    QueueResult, QueueSettings, QueueStats,
 };
 use crate::clock::SharedClock;
 use async_trait::async_trait;
@@ -244,6 +247,42 @@ impl RedisQueue {
     }
 }
 
+/// The fields of a failed job's hash: spec, attempt, max_attempts, reason and failed_at.
+type FailedFields = (
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+);
+
+impl RedisQueue {
+    /// Reads the job hashes of failed jobs; ids whose hash is gone are left out.
+    async fn read_failed(&self, ids: Vec<String>) -> QueueResult<Vec<FailedJob>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("HMGET")
+                .arg(format!("{}:job:{id}", self.prefix))
+                .arg(&["spec", "attempt", "max_attempts", "reason", "failed_at"]);
+        }
+        let rows: Vec<FailedFields> = pipe.query_async(&mut conn).await?;
+        let mut failed = Vec::with_capacity(ids.len());
+        for (id, (spec, attempt, max_attempts, reason, failed_at)) in ids.into_iter().zip(rows) {
+            let Some(spec) = spec else { continue };
+            failed.push(FailedJob {
+                job: parse_job(id, &spec, attempt.unwrap_or(0), max_attempts.unwrap_or(0))?,
+                reason: reason.unwrap_or_default(),
+                failed_at_ms: failed_at.unwrap_or(0),
+            });
+        }
+        Ok(failed)
+    }
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|name| name.trim().to_string())
@@ -373,6 +412,7 @@ impl Queue for RedisQueue {
             delivery.event_id.clone().unwrap_or_default(),
             delivery.content_key.clone(),
             self.settings.max_attempts.to_string(),
+            as_millis(super::DELIVERY_COUNT_RETENTION).to_string(),
         ];
         for job in &jobs {
             args.push(uuid::Uuid::now_v7().to_string());
@@ -466,32 +506,22 @@ impl Queue for RedisQueue {
             .arg(stop)
             .query_async(&mut conn)
             .await?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
+        self.read_failed(ids).await
+    }
+
+    async fn failed_job(&self, instance: &str, job_id: &str) -> QueueResult<Option<FailedJob>> {
+        let mut conn = self.conn.clone();
+        let key = format!("{}:failed:{instance}", self.prefix);
+        let score: Option<f64> = redis::cmd("ZSCORE")
+            .arg(&key)
+            .arg(job_id)
+            .query_async(&mut conn)
+            .await?;
+        if score.is_none() {
+            return Ok(None);
         }
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.cmd("HMGET")
-                .arg(format!("{}:job:{id}", self.prefix))
-                .arg(&["spec", "attempt", "max_attempts", "reason", "failed_at"]);
-        }
-        let rows: Vec<(
-            Option<String>,
-            Option<i64>,
-            Option<i64>,
-            Option<String>,
-            Option<i64>,
-        )> = pipe.query_async(&mut conn).await?;
-        let mut failed = Vec::with_capacity(ids.len());
-        for (id, (spec, attempt, max_attempts, reason, failed_at)) in ids.into_iter().zip(rows) {
-            let Some(spec) = spec else { continue };
-            failed.push(FailedJob {
-                job: parse_job(id, &spec, attempt.unwrap_or(0), max_attempts.unwrap_or(0))?,
-                reason: reason.unwrap_or_default(),
-                failed_at_ms: failed_at.unwrap_or(0),
-            });
-        }
-        Ok(failed)
+        let mut failed = self.read_failed(vec![job_id.to_string()]).await?;
+        Ok(failed.pop())
     }
 
     async fn replay(&self, instance: &str, job_id: &str) -> QueueResult<()> {
@@ -525,5 +555,36 @@ impl Queue for RedisQueue {
             leased: count(2),
             failed: count(3),
         })
+    }
+
+    async fn delivery_counts(
+        &self,
+        instance: &str,
+        since_ms: i64,
+    ) -> QueueResult<Vec<HourlyCount>> {
+        const DAY_MS: i64 = 24 * HOUR_MS;
+        let since = super::hour_start_ms(since_ms);
+        let now = self.clock.now_ms();
+        let oldest_kept = now - as_millis(super::DELIVERY_COUNT_RETENTION) - DAY_MS;
+        let first_day = since.max(oldest_kept).div_euclid(DAY_MS);
+        let last_day = now.div_euclid(DAY_MS);
+        let mut pipe = redis::pipe();
+        for day in first_day..=last_day {
+            pipe.cmd("HGETALL")
+                .arg(format!("{}:deliveries:{instance}:{day}", self.prefix));
+        }
+        let mut conn = self.conn.clone();
+        let days: Vec<Vec<(i64, u64)>> = pipe.query_async(&mut conn).await?;
+        let mut counts: Vec<HourlyCount> = days
+            .into_iter()
+            .flatten()
+            .filter(|(hour_start_ms, _)| *hour_start_ms >= since)
+            .map(|(hour_start_ms, count)| HourlyCount {
+                hour_start_ms,
+                count,
+            })
+            .collect();
+        counts.sort_by_key(|count| count.hour_start_ms);
+        Ok(counts)
     }
 }

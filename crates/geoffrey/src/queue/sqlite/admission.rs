@@ -10,7 +10,10 @@
 
 use super::{as_millis, is_duplicate};
 use crate::clock::SharedClock;
-use crate::queue::{Admission, Delivery, QueueError, QueueResult, QueueSettings};
+use crate::queue::{
+    Admission, DELIVERY_COUNT_RETENTION, Delivery, QueueError, QueueResult, QueueSettings,
+    hour_start_ms,
+};
 use crate::sqlite::SharedConnection;
 use rusqlite::{Connection, TransactionBehavior, params};
 use std::sync::Arc;
@@ -115,6 +118,11 @@ fn commit_batch(
     if purge {
         let before = now - as_millis(settings.event_id_retention);
         tx.execute("DELETE FROM deliveries WHERE accepted_at < ?1", [before])?;
+        let counts_before = now - as_millis(DELIVERY_COUNT_RETENTION);
+        tx.execute(
+            "DELETE FROM delivery_counts WHERE hour_start < ?1",
+            [counts_before],
+        )?;
     }
     let mut admissions = Vec::with_capacity(requests.len());
     {
@@ -125,6 +133,10 @@ fn commit_batch(
         let mut insert = tx.prepare_cached(
             "INSERT INTO jobs (id, instance, spec, max_attempts, state, run_at)
              VALUES (?1, ?2, ?3, ?4, 'ready', ?5)",
+        )?;
+        let mut count = tx.prepare_cached(
+            "INSERT INTO delivery_counts (instance, hour_start, count) VALUES (?1, ?2, 1)
+             ON CONFLICT (instance, hour_start) DO UPDATE SET count = count + 1",
         )?;
         for request in requests {
             let delivery = &request.delivery;
@@ -138,6 +150,7 @@ fn commit_batch(
                 delivery.content_key,
                 now
             ])?;
+            count.execute(params![delivery.instance, hour_start_ms(now)])?;
             for job in &request.jobs {
                 insert.execute(params![job.id, job.instance, job.spec, max_attempts, now])?;
             }

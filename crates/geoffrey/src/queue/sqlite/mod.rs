@@ -7,8 +7,8 @@
 //! same statement that takes the job, so it survives any crash after the take.
 
 use super::{
-    Admission, Delivery, FailedJob, Job, Lease, NewJob, Queue, QueueError, QueueResult,
-    QueueSettings, QueueStats,
+    Admission, Delivery, FailedJob, HourlyCount, Job, Lease, NewJob, Queue, QueueError,
+    QueueResult, QueueSettings, QueueStats,
 };
 mod admission;
 
@@ -50,6 +50,12 @@ CREATE UNIQUE INDEX IF NOT EXISTS deliveries_by_event_id
     ON deliveries (instance, event_id) WHERE event_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS deliveries_by_content ON deliveries (instance, content_key, accepted_at);
 CREATE INDEX IF NOT EXISTS deliveries_by_age ON deliveries (accepted_at);
+CREATE TABLE IF NOT EXISTS delivery_counts (
+    instance   TEXT NOT NULL,
+    hour_start INTEGER NOT NULL,
+    count      INTEGER NOT NULL,
+    PRIMARY KEY (instance, hour_start)
+);
 ";
 
 impl From<rusqlite::Error> for QueueError {
@@ -296,30 +302,32 @@ impl Queue for SqliteQueue {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.conn
             .call(move |conn| {
-                let mut statement = conn.prepare(
-                    "SELECT id, spec, attempt, max_attempts, last_error, failed_at FROM jobs
-                     WHERE instance = ?1 AND state = 'failed' ORDER BY failed_at, id LIMIT ?2",
-                )?;
-                let rows = statement.query_map(params![instance, limit], |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, String>(1)?,
-                        row.get::<_, i64>(2)?,
-                        row.get::<_, i64>(3)?,
-                        row.get::<_, Option<String>>(4)?,
-                        row.get::<_, Option<i64>>(5)?,
-                    ))
-                })?;
+                let sql = format!(
+                    "{FAILED_COLUMNS} WHERE instance = ?1 AND state = 'failed'
+                     ORDER BY failed_at, id LIMIT ?2"
+                );
+                let mut statement = conn.prepare(&sql)?;
+                let rows = statement.query_map(params![instance, limit], failed_row)?;
                 let mut failed = Vec::new();
                 for row in rows {
-                    let (id, spec, attempt, max_attempts, reason, failed_at) = row?;
-                    failed.push(FailedJob {
-                        job: parse_job(id, &spec, attempt, max_attempts)?,
-                        reason: reason.unwrap_or_default(),
-                        failed_at_ms: failed_at.unwrap_or_default(),
-                    });
+                    failed.push(row?.into_failed_job()?);
                 }
                 Ok(failed)
+            })
+            .await
+    }
+
+    async fn failed_job(&self, instance: &str, job_id: &str) -> QueueResult<Option<FailedJob>> {
+        let (instance, job_id) = (instance.to_string(), job_id.to_string());
+        self.conn
+            .call(move |conn| {
+                let sql = format!(
+                    "{FAILED_COLUMNS} WHERE instance = ?1 AND id = ?2 AND state = 'failed'"
+                );
+                let row = conn
+                    .query_row(&sql, params![instance, job_id], failed_row)
+                    .optional()?;
+                row.map(FailedRow::into_failed_job).transpose()
             })
             .await
     }
@@ -364,6 +372,66 @@ impl Queue for SqliteQueue {
             })
             .await
     }
+
+    async fn delivery_counts(
+        &self,
+        instance: &str,
+        since_ms: i64,
+    ) -> QueueResult<Vec<HourlyCount>> {
+        let instance = instance.to_string();
+        let since = super::hour_start_ms(since_ms);
+        self.conn
+            .call(move |conn| {
+                let mut statement = conn.prepare_cached(
+                    "SELECT hour_start, count FROM delivery_counts
+                     WHERE instance = ?1 AND hour_start >= ?2 ORDER BY hour_start",
+                )?;
+                let rows = statement.query_map(params![instance, since], |row| {
+                    Ok(HourlyCount {
+                        hour_start_ms: row.get(0)?,
+                        count: row.get(1)?,
+                    })
+                })?;
+                let counts = rows.collect::<Result<Vec<_>, _>>()?;
+                Ok(counts)
+            })
+            .await
+    }
+}
+
+/// The columns [`failed_row`] reads, as the start of a query.
+const FAILED_COLUMNS: &str =
+    "SELECT id, spec, attempt, max_attempts, last_error, failed_at FROM jobs";
+
+/// One row of a failed job, as read from the jobs table.
+struct FailedRow {
+    id: String,
+    spec: String,
+    attempt: i64,
+    max_attempts: i64,
+    reason: Option<String>,
+    failed_at: Option<i64>,
+}
+
+impl FailedRow {
+    fn into_failed_job(self) -> QueueResult<FailedJob> {
+        Ok(FailedJob {
+            job: parse_job(self.id, &self.spec, self.attempt, self.max_attempts)?,
+            reason: self.reason.unwrap_or_default(),
+            failed_at_ms: self.failed_at.unwrap_or_default(),
+        })
+    }
+}
+
+fn failed_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<FailedRow> {
+    Ok(FailedRow {
+        id: row.get(0)?,
+        spec: row.get(1)?,
+        attempt: row.get(2)?,
+        max_attempts: row.get(3)?,
+        reason: row.get(4)?,
+        failed_at: row.get(5)?,
+    })
 }
 
 impl SqliteQueue {

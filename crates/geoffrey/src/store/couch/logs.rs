@@ -184,6 +184,21 @@ pub(super) async fn query(store: &CouchStore, db: &str, query: &LogQuery) -> Sto
         "$lt".into(),
         Value::from(upper.unwrap_or_else(|| ID_END.to_string())),
     );
+    // A time filter also bounds the ids, which lets CouchDB read only that range.
+    let (first_id, end_id) = crate::store::id_range_of_times(query.since, query.until);
+    if let Some(first_id) = first_id {
+        id_range.insert("$gte".into(), Value::from(format!("{ID_PREFIX}{first_id}")));
+    }
+    if let Some(end_id) = end_id {
+        let end = format!("{ID_PREFIX}{end_id}");
+        let current = id_range
+            .get("$lt")
+            .and_then(Value::as_str)
+            .unwrap_or(ID_END);
+        if end.as_str() < current {
+            id_range.insert("$lt".into(), Value::from(end));
+        }
+    }
     let mut selector = Map::new();
     selector.insert("_id".into(), Value::Object(id_range));
 
@@ -192,6 +207,7 @@ pub(super) async fn query(store: &CouchStore, db: &str, query: &LogQuery) -> Sto
         ("outcome", query.outcome.map(|o| o.as_str().to_string())),
         ("event", query.event.clone()),
         ("feature", query.feature.clone()),
+        ("job_id", query.job_id.clone()),
     ];
     let mut sort = vec![json!({ "_id": direction })];
     let mut use_index = None;
@@ -241,6 +257,17 @@ pub(super) async fn query(store: &CouchStore, db: &str, query: &LogQuery) -> Sto
         .map(from_document)
         .collect::<StoreResult<Vec<_>>>()?;
     Ok(LogPage::cut(entries, limit, ascending))
+}
+
+/// Reads the log entry with id `id`.
+pub(super) async fn get(store: &CouchStore, db: &str, id: &str) -> StoreResult<Option<LogEntry>> {
+    let document = store
+        .get_with(db, &format!("{ID_PREFIX}{id}"), None)
+        .await?;
+    document
+        .filter(|document| document.body.get("type").and_then(Value::as_str) == Some("log"))
+        .map(|document| from_document(document.body))
+        .transpose()
 }
 
 /// Deletes the oldest log documents written before `before`. Log ids are UUIDv7, so

@@ -424,6 +424,10 @@ impl Store for CouchStore {
         logs::final_of_job(self, db, job_id).await
     }
 
+    async fn get_log(&self, db: &str, id: &str) -> StoreResult<Option<LogEntry>> {
+        logs::get(self, db, id).await
+    }
+
     async fn purge_logs(
         &self,
         db: &str,
