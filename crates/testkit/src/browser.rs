@@ -265,10 +265,16 @@ impl Browser {
     /// Waits until the page's rendered text contains `text`. Panics after `timeout` with the
     /// page's URL and text.
     pub async fn wait_for_text(&self, text: &str, timeout: Duration) {
+        self.wait_for_text_in("body", text, timeout).await;
+    }
+
+    /// Waits until the rendered text of the first element matching the CSS `selector`
+    /// contains `text`. Panics after `timeout` with the page's URL and the element's text.
+    pub async fn wait_for_text_in(&self, selector: &str, text: &str, timeout: Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             // Reading fails while a navigation replaces the page, so an error means not yet.
-            let page = match self.client.find(Locator::Css("body")).await {
+            let page = match self.client.find(Locator::Css(selector)).await {
                 Ok(body) => body.text().await.unwrap_or_default(),
                 Err(_) => String::new(),
             };
@@ -277,7 +283,7 @@ impl Browser {
             }
             if tokio::time::Instant::now() > deadline {
                 panic!(
-                    "text {text:?} did not appear on {} within {timeout:?}; the page reads:\n{page}",
+                    "text {text:?} did not appear in {selector:?} on {} within {timeout:?}; it reads:\n{page}",
                     self.current_url().await
                 );
             }
