@@ -81,9 +81,14 @@ fn sign_in_form(
     Ok((status, [(header::SET_COOKIE, cookie)], Html(html)).into_response())
 }
 
-/// Keeps a redirect after signing in on this site's UI.
+/// Keeps a redirect after signing in on this site's UI. Only visible ASCII passes, as in
+/// the path and query that [`super::signed_out`] sends here, because a `Location` header
+/// cannot contain other bytes and the redirect would fail with 500.
 fn safe_next(next: &str) -> &str {
-    let inside = next.starts_with("/ui/") && !next.starts_with("//") && !next.contains('\\');
+    let inside = next.starts_with("/ui/")
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && next.bytes().all(|byte| byte.is_ascii_graphic());
     if inside { next } else { "/ui/instances" }
 }
 
@@ -304,4 +309,26 @@ pub async fn setup(
     *ui.setup_token.lock().unwrap_or_else(|p| p.into_inner()) = None;
     tracing::info!(user = %ui.services.settings.ui.admin_user, "created the web UI's administrator through the setup link");
     Ok(Redirect::to("/ui/sign-in").into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_in_the_ui() {
+        for next in ["/ui/instances?x=1", "/ui/../.."] {
+            assert_eq!(safe_next(next), next);
+        }
+        for next in [
+            "//evil.example",
+            "https://evil.example/ui/",
+            "/ui/\\evil.example",
+            "/ui/\r\nSet-Cookie: x=1",
+            "/ui/caf\u{e9}",
+            "/ui/a b",
+        ] {
+            assert_eq!(safe_next(next), "/ui/instances", "{next:?}");
+        }
+    }
 }
