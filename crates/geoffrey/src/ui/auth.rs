@@ -188,7 +188,7 @@ async fn start_session(
         .map_err(limited)?;
     ui.sign_ins
         .take(
-            &format!("name:{user}"),
+            &name_bucket(user),
             SIGN_INS_PER_NAME / 60.0,
             SIGN_INS_PER_NAME,
             now,
@@ -213,6 +213,17 @@ async fn start_session(
         generation: signed_in.generation,
     };
     Ok(session.seal(&ui.services.keyring))
+}
+
+/// Returns the key of a name's sign-in bucket. The name is hashed so that each key stays 69
+/// bytes long, because a request may send a name up to the 2 MiB body limit and the limiter
+/// keeps thousands of buckets.
+fn name_bucket(user: &str) -> String {
+    use sha2::Digest;
+    format!(
+        "name:{}",
+        hex::encode(sha2::Sha256::digest(user.as_bytes()))
+    )
 }
 
 pub async fn sign_out(
@@ -314,6 +325,14 @@ pub async fn setup(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn name_buckets_are_short_and_distinct() {
+        let long = name_bucket(&"a".repeat(2 * 1024 * 1024));
+        assert_eq!(long.len(), 69, "{long}");
+        assert_ne!(name_bucket("admin"), name_bucket("Admin"));
+        assert_eq!(name_bucket("admin"), name_bucket("admin"));
+    }
 
     #[test]
     fn next_stays_in_the_ui() {
