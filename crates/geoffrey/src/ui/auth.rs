@@ -81,9 +81,14 @@ fn sign_in_form(
     Ok((status, [(header::SET_COOKIE, cookie)], Html(html)).into_response())
 }
 
-/// Keeps a redirect after signing in on this site's UI.
+/// Keeps a redirect after signing in on this site's UI. Only visible ASCII passes, as in
+/// the path and query that [`super::signed_out`] sends here, because a `Location` header
+/// cannot contain other bytes and the redirect would fail with 500.
 fn safe_next(next: &str) -> &str {
-    let inside = next.starts_with("/ui/") && !next.starts_with("//") && !next.contains('\\');
+    let inside = next.starts_with("/ui/")
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && next.bytes().all(|byte| byte.is_ascii_graphic());
     if inside { next } else { "/ui/instances" }
 }
 
@@ -183,7 +188,7 @@ async fn start_session(
         .map_err(limited)?;
     ui.sign_ins
         .take(
-            &format!("name:{user}"),
+            &name_bucket(user),
             SIGN_INS_PER_NAME / 60.0,
             SIGN_INS_PER_NAME,
             now,
@@ -193,7 +198,9 @@ async fn start_session(
         Ok(signed_in) => signed_in,
         Err(SignInError::Unavailable(cause)) => return Err(UiError::Unavailable(cause)),
         Err(err) => {
-            tracing::info!(user = %user, address = %address, "a sign-in to the web UI failed");
+            // As `&str` values, not `%` displays, the log quotes and escapes them, so a line
+            // break in a typed name cannot start a forged line.
+            tracing::info!(user, address, "a sign-in to the web UI failed");
             return Err(UiError::Forbidden(err.to_string()));
         }
     };
@@ -208,6 +215,17 @@ async fn start_session(
         generation: signed_in.generation,
     };
     Ok(session.seal(&ui.services.keyring))
+}
+
+/// Returns the key of a name's sign-in bucket. The name is hashed so that each key stays 69
+/// bytes long, because a request may send a name up to the 2 MiB body limit and the limiter
+/// keeps thousands of buckets.
+fn name_bucket(user: &str) -> String {
+    use sha2::Digest;
+    format!(
+        "name:{}",
+        hex::encode(sha2::Sha256::digest(user.as_bytes()))
+    )
 }
 
 pub async fn sign_out(
@@ -304,4 +322,34 @@ pub async fn setup(
     *ui.setup_token.lock().unwrap_or_else(|p| p.into_inner()) = None;
     tracing::info!(user = %ui.services.settings.ui.admin_user, "created the web UI's administrator through the setup link");
     Ok(Redirect::to("/ui/sign-in").into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_buckets_are_short_and_distinct() {
+        let long = name_bucket(&"a".repeat(2 * 1024 * 1024));
+        assert_eq!(long.len(), 69, "{long}");
+        assert_ne!(name_bucket("admin"), name_bucket("Admin"));
+        assert_eq!(name_bucket("admin"), name_bucket("admin"));
+    }
+
+    #[test]
+    fn next_stays_in_the_ui() {
+        for next in ["/ui/instances?x=1", "/ui/../.."] {
+            assert_eq!(safe_next(next), next);
+        }
+        for next in [
+            "//evil.example",
+            "https://evil.example/ui/",
+            "/ui/\\evil.example",
+            "/ui/\r\nSet-Cookie: x=1",
+            "/ui/caf\u{e9}",
+            "/ui/a b",
+        ] {
+            assert_eq!(safe_next(next), "/ui/instances", "{next:?}");
+        }
+    }
 }

@@ -164,12 +164,16 @@ pub fn parse_time(field: &str, text: String) -> Result<(String, OffsetDateTime),
             time::Date::parse(&text, &day)
                 .ok()
                 .map(|date| date.midnight().assume_utc())
-        });
+        })
+        // The stores format times in UTC and bound `until` by the next millisecond, so both
+        // must stay within the years 0000 to 9999 that `time` represents.
+        .and_then(|at| at.checked_to_offset(time::UtcOffset::UTC))
+        .filter(|at| at.checked_add(time::Duration::milliseconds(1)).is_some());
     match at {
         Some(at) => Ok((text, at)),
         None => Err(UiError::BadRequest(format!(
             "invalid {field} {text:?}: expected a UTC time such as 2026-12-04T17:30, a date \
-             such as 2026-12-04, or an RFC 3339 time"
+             such as 2026-12-04, or an RFC 3339 time, before the year 10000"
         ))),
     }
 }
@@ -507,5 +511,8 @@ mod tests {
         }
         let (_, midnight) = parse_time("since", "2027-01-15".to_string()).expect("a date");
         assert_eq!(midnight, expected - time::Duration::hours(8));
+        for text in ["9999-12-31T23:59:59.9999Z", "9999-12-31T23:30:00-01:00"] {
+            assert!(parse_time("until", text.to_string()).is_err(), "{text}");
+        }
     }
 }

@@ -18,5 +18,6 @@ mod secrets;
 mod sqlite;
 mod ui;
 mod ui_activity;
+mod ui_attacks;
 mod ui_browser;
 mod ui_config;

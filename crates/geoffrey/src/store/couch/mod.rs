@@ -247,6 +247,16 @@ fn reason(body: &Value) -> String {
         .to_string()
 }
 
+/// Tells whether `rev` has the form of a CouchDB revision: a generation number, a dash and
+/// a hexadecimal digest, such as `2-7051cbe5c8faecd085a3fa619e6e6337`.
+fn is_revision(rev: &str) -> bool {
+    rev.split_once('-').is_some_and(|(generation, digest)| {
+        generation.parse::<u64>().is_ok()
+            && !digest.is_empty()
+            && digest.bytes().all(|b| b.is_ascii_hexdigit())
+    })
+}
+
 fn unexpected(status: StatusCode, body: &Value) -> StoreError {
     StoreError::Unavailable(format!("CouchDB responded with {status}: {}", reason(body)))
 }
@@ -384,6 +394,15 @@ impl Store for CouchStore {
         rev: Option<&str>,
         body: &Value,
     ) -> StoreResult<String> {
+        // CouchDB rejects a revision it cannot parse with 400. No document has such a
+        // revision, so it is reported as stale (`Conflict`), as the embedded store does.
+        if let Some(rev) = rev.filter(|rev| !is_revision(rev)) {
+            return Err(StoreError::Conflict {
+                db: db.to_string(),
+                id: id.to_string(),
+                rev: rev.to_string(),
+            });
+        }
         let mut document = body.clone();
         if let (Some(object), Some(rev)) = (document.as_object_mut(), rev) {
             object.insert("_rev".into(), Value::from(rev));
