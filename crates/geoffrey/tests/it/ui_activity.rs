@@ -888,14 +888,20 @@ async fn backfill_from_the_ui_reaches_done(mode: Mode) {
     .await;
     assert_eq!(done["read"], 1_000);
     assert_eq!(done["skipped"], 4, "staged users are skipped");
-    assert_eq!(done["added"], 996);
+    // A quick pause and resume can leave the old run's page in flight while the new run
+    // sends the same page: Mailchimp adds each member once, and whichever run records the
+    // page first counts it, so some of those members may count as existing.
+    let added = done["added"].as_u64().unwrap();
+    let existing = done["existing"].as_u64().unwrap();
+    assert_eq!(added + existing, 996, "{done}");
     assert_eq!(done["errors"], 0);
     assert_eq!(fake.members("aud1").len(), 996);
 
     let page = admin.get("/ui/instances/forum/backfill").await;
     assert!(page.body.contains(">done</span>"), "{}", page.body);
     assert!(
-        page.body.contains("<dd id=\"added\">996</dd>"),
+        page.body
+            .contains(&format!("<dd id=\"added\">{added}</dd>")),
         "{}",
         page.body
     );
