@@ -167,6 +167,7 @@ pub fn router(ui: Arc<Ui>) -> Router {
         .route("/api/v1/session", axum::routing::post(auth::sign_in_json))
         .route("/ui/assets/{file}", get(asset))
         .merge(signed_in)
+        .layer(axum::middleware::from_fn(api_errors_as_json))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(ui)
 }
@@ -278,6 +279,42 @@ fn signed_out(api: bool, headers: &axum::http::HeaderMap, uri: &axum::http::Uri)
         return response;
     }
     Redirect::to(&target).into_response()
+}
+
+/// Turns the plain-text errors axum writes when it rejects a request under `/api/v1/` (a
+/// body that is not JSON, an invalid query) into the `{"error": ...}` every API error has.
+async fn api_errors_as_json(request: Request, next: Next) -> Response {
+    let api = request.uri().path().starts_with("/api/");
+    let response = next.run(request).await;
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_none_or(|value| value.starts_with("text/plain"));
+    if !api || !response.status().is_client_error() || !plain {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        parts
+            .status
+            .canonical_reason()
+            .unwrap_or("invalid request")
+            .to_lowercase()
+    } else {
+        text
+    };
+    let mut json = (parts.status, Json(json!({ "error": message }))).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            json.headers_mut().insert(name, value.clone());
+        }
+    }
+    json
 }
 
 /// Headers of every UI response: no framing by other sites, scripts from this server only,

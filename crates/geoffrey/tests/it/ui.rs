@@ -447,3 +447,29 @@ async fn sessions_end_after_their_lifetime() {
             .starts_with("/ui/sign-in")
     );
 }
+
+#[tokio::test]
+async fn api_rejections_are_json() {
+    let geoffrey = TestGeoffrey::start(Mode::Embedded).await;
+    let http = http_client();
+    let text_body = http
+        .post(format!("{}/api/v1/session", geoffrey.base_url))
+        .header("Content-Type", "text/plain")
+        .body("{\"user\":\"admin\",\"password\":\"x\"}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(text_body.status(), 415);
+    assert!(text_body.headers().get("set-cookie").is_none());
+    let body: serde_json::Value = text_body.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("Content-Type"),
+        "{body}"
+    );
+
+    geoffrey.create_instance("forum", json!({})).await;
+    let admin = geoffrey.admin_client().await;
+    let bad_query = admin.get("/api/v1/instances/forum/audit?limit=-5").await;
+    assert_eq!(bad_query.status, 400, "{}", bad_query.body);
+    assert!(bad_query.json()["error"].is_string(), "{}", bad_query.body);
+}

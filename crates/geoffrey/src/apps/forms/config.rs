@@ -241,9 +241,25 @@ fn valid_name(name: &str) -> bool {
 const NAME_RULE: &str =
     "use 1 to 40 lowercase letters, digits, '_' and '-', starting with a letter";
 
+/// Largest number of forms in one instance.
+pub const MAX_FORMS: usize = 50;
+
+/// Largest number of fields in one form.
+pub const MAX_FIELDS: usize = 100;
+
 /// Checks a parsed section and returns every invalid field.
 pub fn check(config: &FormsConfig) -> Vec<FieldError> {
     let mut errors = Vec::new();
+    if config.forms.len() > MAX_FORMS {
+        errors.push(FieldError::new(
+            "forms",
+            format!(
+                "{} forms; at most {MAX_FORMS} are allowed, so remove some",
+                config.forms.len()
+            ),
+        ));
+        return errors;
+    }
     let mut names = Vec::new();
     for (index, form) in config.forms.iter().enumerate() {
         let at = |field: &str| format!("forms[{index}].{field}");
@@ -276,6 +292,16 @@ pub fn check(config: &FormsConfig) -> Vec<FieldError> {
             if rate == 0 {
                 errors.push(FieldError::new(at(key), "0 accepts nothing; use 1 or more"));
             }
+        }
+        if form.fields.len() > MAX_FIELDS {
+            errors.push(FieldError::new(
+                at("fields"),
+                format!(
+                    "{} fields; at most {MAX_FIELDS} are allowed, so remove some",
+                    form.fields.len()
+                ),
+            ));
+            continue;
         }
         if form.fields.is_empty() {
             errors.push(FieldError::new(
@@ -508,6 +534,26 @@ mod tests {
                 "mailchimp": { "email_field": "email", "consent_field": "news" }
             }
         }]})
+    }
+
+    #[test]
+    fn forms_and_fields_are_limited() {
+        let mut many_fields = valid();
+        let fields: Vec<Value> = (0..=MAX_FIELDS)
+            .map(|index| json!({ "name": format!("f{index}"), "type": "text", "label": "F" }))
+            .collect();
+        many_fields["forms"][0]["fields"] = json!(fields);
+        assert_eq!(errors_of(many_fields), ["forms[0].fields"]);
+
+        let form = valid()["forms"][0].clone();
+        let forms: Vec<Value> = (0..=MAX_FORMS)
+            .map(|index| {
+                let mut copy = form.clone();
+                copy["name"] = json!(format!("form{index}"));
+                copy
+            })
+            .collect();
+        assert_eq!(errors_of(json!({ "forms": forms })), ["forms"]);
     }
 
     #[test]

@@ -63,6 +63,9 @@ impl Rule {
     }
 }
 
+/// Largest number of rules in one instance.
+pub const MAX_RULES: usize = 100;
+
 pub struct Relay;
 
 fn parse(section: &Value) -> Result<RelayConfig, FieldError> {
@@ -201,11 +204,22 @@ impl App for Relay {
         })
     }
 
+    /// Checks the section. Every delivery is matched against every rule, and the
+    /// configuration page shows each, so the number of rules is limited to [`MAX_RULES`].
     fn validate(&self, section: &Value) -> Vec<FieldError> {
         let config = match parse(section) {
             Ok(config) => config,
             Err(err) => return vec![err],
         };
+        if config.rules.len() > MAX_RULES {
+            return vec![FieldError::new(
+                "rules",
+                format!(
+                    "{} rules; at most {MAX_RULES} are allowed, so remove some or merge rules that post to the same URL",
+                    config.rules.len()
+                ),
+            )];
+        }
         let mut seen = Vec::new();
         config
             .rules
@@ -293,6 +307,22 @@ mod tests {
 
     fn section(rule: Value) -> Value {
         json!({ "rules": [rule] })
+    }
+
+    #[test]
+    fn too_many_rules_are_one_error() {
+        let rules: Vec<Value> = (0..=MAX_RULES)
+            .map(|index| {
+                json!({ "name": format!("r{index}"), "url": "https://chat.example.com/h",
+                "events": ["topic_created"], "template": "x" })
+            })
+            .collect();
+        let errors = Relay.validate(&json!({ "rules": rules }));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].path, "rules");
+        assert!(errors[0].message.contains("at most 100"), "{errors:?}");
+        let allowed = json!({ "rules": rules[..MAX_RULES].to_vec() });
+        assert_eq!(Relay.validate(&allowed), vec![]);
     }
 
     #[test]

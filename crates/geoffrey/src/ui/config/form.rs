@@ -31,6 +31,9 @@ use std::collections::{BTreeSet, HashMap};
 /// Nesting depth below which fields are edited as JSON instead of as form inputs.
 const MAX_DEPTH: usize = 8;
 
+/// Largest number of items read from a submitted form for one list.
+const MAX_ITEMS: usize = 200;
+
 /// Prefix of the hidden input that marks a secret input showing a stored value.
 pub const STORED: &str = "stored:";
 /// Prefix of the checkbox that removes a list item or an app section.
@@ -637,7 +640,9 @@ impl Reader {
         (!items.is_empty()).then_some(Value::Array(items))
     }
 
-    /// Returns the indices of the submitted items of the list named `input`, in order.
+    /// Returns the indices of the submitted items of the list named `input`, in order, at
+    /// most [`MAX_ITEMS`] of them. The apps' own limits are lower, so validation names a list
+    /// that is too long, and a huge form cannot make a huge page of messages.
     fn item_indices(&self, input: &str) -> Vec<usize> {
         let start = format!("{input}[");
         let mut indices = BTreeSet::new();
@@ -652,7 +657,7 @@ impl Reader {
                 indices.insert(index);
             }
         }
-        indices.into_iter().collect()
+        indices.into_iter().take(MAX_ITEMS).collect()
     }
 }
 
@@ -784,6 +789,20 @@ mod tests {
         assert_eq!(reader.errors.len(), 1);
         assert_eq!(reader.errors[0].path, "apps.relay.rules[1].category_ids");
         assert_eq!(reader.raw["apps.relay.rules[1].category_ids"], "4\nfour");
+    }
+
+    #[test]
+    fn long_lists_are_cut_when_read() {
+        let schema = relay_schema();
+        let names: Vec<String> = (0..MAX_ITEMS + 50)
+            .map(|index| format!("apps.relay.rules[{index}].name"))
+            .collect();
+        let form: Vec<(&str, &str)> = names.iter().map(|name| (name.as_str(), "r")).collect();
+        let mut reader = Reader::new(pairs(&form));
+        let read = reader
+            .read_fields(&schema, "apps.relay", "apps.relay", 0)
+            .expect("a section");
+        assert_eq!(read["rules"].as_array().expect("rules").len(), MAX_ITEMS);
     }
 
     #[test]
