@@ -358,6 +358,27 @@ async fn setup_link_creates_the_administrator_once() {
         .await
         .unwrap();
     assert_eq!(created.status(), 303);
+    let location = created.headers().get("location").unwrap().to_str().unwrap();
+    assert_eq!(
+        location, "/ui/instances",
+        "the setup signs the administrator in"
+    );
+    let session = created
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .find(|value| value.starts_with("geoffrey_session="))
+        .map(|value| value.split(';').next().unwrap().to_string())
+        .expect("a session cookie after the setup");
+    let instances = http
+        .get(format!("{}/ui/instances", geoffrey.base_url))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(instances.status(), 200);
+    assert!(instances.text().await.unwrap().contains("No instance yet"));
     let used = post("another password", "another password").await.unwrap();
     assert_eq!(used.status(), 404, "the link works once");
     assert!(geoffrey.dir.path().join("ui-admin.json").exists());
