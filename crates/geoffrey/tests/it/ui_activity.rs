@@ -1144,3 +1144,68 @@ async fn new_log_entries_appear_in_chromium() {
         browser.screenshot(screenshots.join(file)).await;
     }
 }
+
+/// The logs table fits Chromium's 1280-pixel window, so that the error column shows without
+/// scrolling the table sideways, even for the widest outcome, feature and event names.
+#[tokio::test]
+async fn log_table_fits_a_desktop_window() {
+    use testkit::browser::Browser;
+    let geoffrey = start_without_workers(Mode::Embedded).await;
+    geoffrey.create_instance("forum", json!({})).await;
+    let mut entries = Vec::new();
+    for app in ["relay", "mailchimp"] {
+        let mut entry = log_entry(
+            geoffrey.services.clock.now(),
+            app,
+            Outcome::FailedAfterRetries,
+            12_345,
+        );
+        if app == "relay" {
+            entry.target = Some("new-topics".into());
+        }
+        entry.event = "user_confirmed_email".into();
+        entry.status = None;
+        entry.error = Some(
+            "connection failed: client error (Connect): tcp connect error: Connection \
+             refused (os error 111)"
+                .into(),
+        );
+        entries.push(entry);
+    }
+    geoffrey
+        .services
+        .store
+        .append_logs("forum", &entries)
+        .await
+        .unwrap();
+
+    let browser = Browser::start().await;
+    browser
+        .open(&format!("{}/ui/instances/forum/logs", geoffrey.base_url))
+        .await;
+    browser.fill("user", "admin").await;
+    browser.fill("password", testkit::ui::ADMIN_PASSWORD).await;
+    browser.click_button("Sign in").await;
+    browser
+        .wait_for_text("Connection refused", Duration::from_secs(10))
+        .await;
+    let widths = browser
+        .client()
+        .execute(
+            "const table = document.querySelector('table.log');
+             const error = table.querySelector('tbody td:last-child');
+             return [table.scrollWidth, table.parentElement.clientWidth,
+                     error.getBoundingClientRect().width];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let table = widths[0].as_u64().unwrap();
+    let container = widths[1].as_u64().unwrap();
+    assert!(
+        table <= container,
+        "the table is {table} px wide in a {container} px container"
+    );
+    let error = widths[2].as_f64().unwrap();
+    assert!(error >= 160.0, "the error column is {error} px wide");
+}
