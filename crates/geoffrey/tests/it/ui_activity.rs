@@ -28,6 +28,7 @@ in_both_modes!(
     dashboard_names_the_slowest_app,
     backfill_from_the_ui_reaches_done,
     backfill_without_mailchimp_says_so,
+    backfill_without_api_key_says_so,
 );
 
 /// Starts Geoffrey without workers, so that jobs stay where a test puts them.
@@ -901,6 +902,11 @@ async fn backfill_from_the_ui_reaches_done(mode: Mode) {
     );
     assert!(!page.body.contains("hx-trigger"));
     assert!(page.body.contains("Start over"));
+    assert!(page.body.contains(" UTC, updated "), "{}", page.body);
+    assert!(
+        !page.body.contains("next page"),
+        "a finished backfill has no next page"
+    );
     let resume_done = admin
         .post_form("/ui/instances/forum/backfill/resume", &[])
         .await;
@@ -934,6 +940,37 @@ async fn backfill_without_mailchimp_says_so(mode: Mode) {
     assert_eq!(api.status, 409);
     let status = admin.get("/api/v1/instances/forum/backfill").await.json();
     assert_eq!(status, json!({ "configured": false, "progress": null }));
+}
+
+async fn backfill_without_api_key_says_so(mode: Mode) {
+    let fake = FakeMailchimp::start(FakeConfig::default()).await;
+    let geoffrey = start_without_workers(mode).await;
+    let section = json!({
+        "api_key": fake.api_key(), "base_url": fake.base_url(), "list_id": "aud1",
+    });
+    geoffrey
+        .create_instance("forum", json!({ "mailchimp": section }))
+        .await;
+    let admin = geoffrey.admin_client().await;
+    let page = admin.get("/ui/instances/forum/backfill").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("id=\"missing-api-key\""),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("/ui/instances/forum/config"));
+    assert!(!page.body.contains("/backfill/start"), "no start button");
+    assert!(!page.body.contains("not-configured"));
+
+    geoffrey
+        .edit_config("forum", |document| {
+            document["discourse_api_key"] = json!("discourse-api-key");
+        })
+        .await;
+    let page = admin.get("/ui/instances/forum/backfill").await;
+    assert!(!page.body.contains("missing-api-key"), "{}", page.body);
+    assert!(page.body.contains("/backfill/start"));
 }
 
 #[tokio::test]
