@@ -519,10 +519,13 @@ async fn failed_job_replayed_from_the_ui_runs_again(mode: Mode) {
     );
     let after = admin.get("/ui/instances/forum/failed?replayed=1").await;
     assert!(
-        after.text().contains("Replayed 1 failed job."),
+        after
+            .text()
+            .contains("Replayed 1 failed job. The log shows how it runs."),
         "{}",
         after.body
     );
+    assert!(after.text().contains("No failed jobs."), "{}", after.body);
     let again = admin
         .post_form(&format!("/ui/instances/forum/failed/{job_id}/replay"), &[])
         .await;
