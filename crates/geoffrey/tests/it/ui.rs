@@ -76,6 +76,20 @@ async fn pages_need_a_session(mode: Mode) {
         .unwrap();
     assert_eq!(htmx.status(), 200);
     assert!(htmx.text().await.unwrap().starts_with("var htmx="));
+
+    // The assets' URLs carry the build's asset version, so an upgrade is not hidden by a
+    // stylesheet cached for an hour.
+    let version = geoffrey::ui::asset_version();
+    let stylesheet = format!("/ui/assets/ui.css?v={version}");
+    assert!(html.contains(&stylesheet), "{html}");
+    assert!(html.contains(&format!("/ui/assets/htmx.min.js?v={version}")));
+    let css = http
+        .get(format!("{}{stylesheet}", geoffrey.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(css.status(), 200);
+    assert!(css.text().await.unwrap().contains("table.log"));
 }
 
 async fn administrator_creates_an_instance(mode: Mode) {
