@@ -24,15 +24,31 @@ use std::time::Duration;
 const MAX_REDIRECTS: usize = 5;
 
 /// A rejected destination: its host and the address that is not public.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "{host} is {address}, a private, loopback or link-local address; Geoffrey calls such \
-     addresses only if the setting outbound.allowed_networks includes them"
-)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejected {
     pub host: String,
     pub address: IpAddr,
 }
+
+impl std::fmt::Display for Rejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A URL that names the address itself has it as its host, in brackets for IPv6.
+        let literal = self.host.trim_start_matches('[').trim_end_matches(']');
+        if literal.parse::<IpAddr>() == Ok(self.address) {
+            write!(f, "{}", self.address)?;
+        } else {
+            write!(f, "{} is {}", self.host, self.address)?;
+        }
+        write!(
+            f,
+            ", a private, loopback or link-local address; Geoffrey calls such addresses only \
+             if the setting outbound.allowed_networks (GEOFFREY_OUTBOUND__ALLOWED_NETWORKS) \
+             includes them"
+        )
+    }
+}
+
+impl std::error::Error for Rejected {}
 
 /// Failure of a request that got no response.
 #[derive(Debug, thiserror::Error)]
@@ -256,6 +272,37 @@ mod tests {
 
     fn ip(text: &str) -> IpAddr {
         text.parse().expect("test address")
+    }
+
+    #[test]
+    fn rejection_names_the_host_once() {
+        let guard = Guard::new(&OutboundSettings::default());
+        let literal = guard
+            .check("127.0.0.1", ip("127.0.0.1"))
+            .expect_err("loopback");
+        assert!(
+            literal.to_string().starts_with("127.0.0.1, a private"),
+            "{literal}"
+        );
+        let bracketed = guard.check("[::1]", ip("::1")).expect_err("loopback");
+        assert!(
+            bracketed.to_string().starts_with("::1, a private"),
+            "{bracketed}"
+        );
+        let named = guard
+            .check("chat.internal", ip("10.0.0.5"))
+            .expect_err("private");
+        assert!(
+            named
+                .to_string()
+                .starts_with("chat.internal is 10.0.0.5, a private"),
+            "{named}"
+        );
+        assert!(
+            named
+                .to_string()
+                .contains("GEOFFREY_OUTBOUND__ALLOWED_NETWORKS")
+        );
     }
 
     #[test]

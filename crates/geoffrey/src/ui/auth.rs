@@ -67,7 +67,8 @@ fn sign_in_form(
         ),
         accounts::Accounts::Embedded(_) => (
             "User name",
-            "The administrator account was created on the first start of Geoffrey.",
+            "Lost the password? Stop Geoffrey, delete ui-admin.json in its data folder and \
+             start it again.",
         ),
     };
     let html = render::render(
@@ -296,8 +297,12 @@ fn setup_form(ui: &Ui, token: &str, notice: Option<&str>) -> Result<Html<String>
     .map(Html)
 }
 
+/// `POST /ui/setup`: creates the administrator with the chosen password and signs them in,
+/// so that the setup link leads straight to the instances.
 pub async fn setup(
     State(ui): State<Arc<Ui>>,
+    headers: HeaderMap,
+    extensions: Extensions,
     Form(form): Form<SetupForm>,
 ) -> Result<Response, UiError> {
     if !setup_token_matches(&ui, &form.token) {
@@ -320,8 +325,23 @@ pub async fn setup(
         .await
         .map_err(|err| UiError::Internal(err.to_string()))?;
     *ui.setup_token.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    tracing::info!(user = %ui.services.settings.ui.admin_user, "created the web UI's administrator through the setup link");
-    Ok(Redirect::to("/ui/sign-in").into_response())
+    let user = &ui.services.settings.ui.admin_user;
+    tracing::info!(user = %user, "created the web UI's administrator through the setup link");
+    let address = crate::api::forms::client_address(&ui.services, &headers, &extensions);
+    match start_session(&ui, &address, user, password.expose()).await {
+        Ok(sealed) => {
+            let mut response = Redirect::to("/ui/instances").into_response();
+            let cookie = ui.cookie(COOKIE, &sealed, None);
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+            Ok(response)
+        }
+        // The account exists, so the sign-in form still works when the session could not
+        // start, for example because the sign-in limit of this address was reached.
+        Err(err) => {
+            tracing::warn!(user = %user, error = %err, "signing in after the setup failed");
+            Ok(Redirect::to("/ui/sign-in").into_response())
+        }
+    }
 }
 
 #[cfg(test)]

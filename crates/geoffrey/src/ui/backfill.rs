@@ -1,7 +1,7 @@
 //! The Mailchimp backfill of one instance: start, pause and resume it, and follow its
 //! progress, which htmx refreshes while it runs.
 
-use super::activity::instance_error;
+use super::activity::{display_time, instance_error};
 use super::session::Viewer;
 use super::{ApiFailure, Ui, UiError, render};
 use crate::apps::mailchimp::backfill::{self, Progress};
@@ -12,9 +12,17 @@ use axum::{Extension, Json};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-/// Reads whether the instance has the Mailchimp app, and its backfill's progress if one
-/// started.
-async fn status(ui: &Ui, name: &str) -> Result<(bool, Option<Progress>), UiError> {
+/// What the backfill page needs from the instance's configuration and store.
+struct Status {
+    /// The instance has the Mailchimp app.
+    configured: bool,
+    /// The instance has a Discourse API key, which the backfill reads the forum's users with.
+    has_api_key: bool,
+    /// The backfill's progress, if one started.
+    progress: Option<Progress>,
+}
+
+async fn read_status(ui: &Ui, name: &str) -> Result<Status, UiError> {
     let config = ui
         .services
         .configs
@@ -22,8 +30,27 @@ async fn status(ui: &Ui, name: &str) -> Result<(bool, Option<Progress>), UiError
         .await
         .map_err(instance_error)?;
     let configured = config.config.apps.contains_key("mailchimp");
+    let has_api_key = config
+        .config
+        .discourse_api_key
+        .as_ref()
+        .is_some_and(|key| !key.is_empty());
     let progress = backfill::progress(&ui.services, name).await?;
-    Ok((configured, progress))
+    Ok(Status {
+        configured,
+        has_api_key,
+        progress,
+    })
+}
+
+/// Formats a stored RFC 3339 time as the other pages show times, or returns it unchanged
+/// when it does not parse.
+fn display_stored_time(text: &str) -> String {
+    let format = time::format_description::well_known::Rfc3339;
+    match time::OffsetDateTime::parse(text, &format) {
+        Ok(at) => display_time(at),
+        Err(_) => text.to_string(),
+    }
 }
 
 /// Returns `part` as a percentage of `whole`, to one decimal.
@@ -35,8 +62,11 @@ fn share(part: u64, whole: u64) -> f64 {
 }
 
 /// Returns what the progress section shows: the numbers, the shares of the read users for
-/// the bar, and which buttons apply.
-fn view(name: &str, configured: bool, progress: Option<&Progress>) -> Value {
+/// the bar, and which buttons apply. Starting and resuming need the Mailchimp app and a
+/// Discourse API key.
+fn view(name: &str, status: &Status) -> Value {
+    let progress = status.progress.as_ref();
+    let ready = status.configured && status.has_api_key;
     let state = progress.map(|p| p.state.as_str());
     let running = state == Some("running");
     let progress = progress.map(|p| {
@@ -50,8 +80,8 @@ fn view(name: &str, configured: bool, progress: Option<&Progress>) -> Value {
             "next_page": p.next_page,
             "error_samples": p.error_samples,
             "last_error": p.last_error,
-            "started_at": p.started_at,
-            "updated_at": p.updated_at,
+            "started_at": display_stored_time(&p.started_at),
+            "updated_at": display_stored_time(&p.updated_at),
             "shares": {
                 "added": share(p.added, p.read),
                 "existing": share(p.existing, p.read),
@@ -62,13 +92,14 @@ fn view(name: &str, configured: bool, progress: Option<&Progress>) -> Value {
     });
     json!({
         "instance": name,
-        "configured": configured,
+        "configured": status.configured,
+        "missing_api_key": status.configured && !status.has_api_key,
         "progress": progress,
         "running": running,
-        "can_start": configured && !running,
+        "can_start": ready && !running,
         "start_label": if state.is_some() { "Start over" } else { "Start the backfill" },
         "can_pause": running,
-        "can_resume": configured && matches!(state, Some("paused" | "failed")),
+        "can_resume": ready && matches!(state, Some("paused" | "failed")),
     })
 }
 
@@ -90,8 +121,8 @@ pub async fn page(
     Path(name): Path<String>,
 ) -> Result<Html<String>, UiError> {
     ui.authorize(&viewer, &name).await?;
-    let (configured, progress) = status(&ui, &name).await?;
-    let section = view(&name, configured, progress.as_ref());
+    let status = read_status(&ui, &name).await?;
+    let section = view(&name, &status);
     render::page(
         "backfill.html",
         &viewer,
@@ -107,8 +138,8 @@ pub async fn progress_fragment(
     Path(name): Path<String>,
 ) -> Result<Html<String>, UiError> {
     ui.authorize(&viewer, &name).await?;
-    let (configured, progress) = status(&ui, &name).await?;
-    let section = view(&name, configured, progress.as_ref());
+    let status = read_status(&ui, &name).await?;
+    let section = view(&name, &status);
     let context = json!({ "section": section, "csrf": viewer.session.csrf });
     Ok(Html(render::render("backfill_progress.html", &context)?))
 }
@@ -141,8 +172,8 @@ pub async fn action_page(
     match act(&ui, &viewer, &name, &action).await {
         Ok(_) => Ok(Redirect::to(&format!("/ui/instances/{name}/backfill")).into_response()),
         Err(UiError::Conflict(message)) => {
-            let (configured, progress) = status(&ui, &name).await?;
-            let section = view(&name, configured, progress.as_ref());
+            let status = read_status(&ui, &name).await?;
+            let section = view(&name, &status);
             let context = page_context(&viewer, &name, section, Some(message));
             let page = render::page("backfill.html", &viewer, context)?;
             Ok((StatusCode::CONFLICT, page).into_response())
@@ -159,9 +190,9 @@ pub async fn json(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiFailure> {
     ui.authorize(&viewer, &name).await?;
-    let (configured, progress) = status(&ui, &name).await?;
+    let status = read_status(&ui, &name).await?;
     Ok(Json(
-        json!({ "configured": configured, "progress": progress }),
+        json!({ "configured": status.configured, "progress": status.progress }),
     ))
 }
 
@@ -190,20 +221,49 @@ mod tests {
             existing: 50,
             ..Progress::default()
         };
-        let running = view("forum", true, Some(&progress));
+        let mut status = Status {
+            configured: true,
+            has_api_key: true,
+            progress: Some(progress.clone()),
+        };
+        let running = view("forum", &status);
         assert_eq!(running["can_pause"], true);
         assert_eq!(running["can_start"], false);
         assert_eq!(running["can_resume"], false);
         assert_eq!(running["progress"]["shares"]["added"], 75.0);
 
         progress.state = "paused".into();
-        let paused = view("forum", true, Some(&progress));
+        status.progress = Some(progress.clone());
+        let paused = view("forum", &status);
         assert_eq!(paused["can_resume"], true);
         assert_eq!(paused["can_start"], true);
         assert_eq!(paused["start_label"], "Start over");
 
-        let unconfigured = view("forum", false, None);
+        status.has_api_key = false;
+        let without_key = view("forum", &status);
+        assert_eq!(without_key["missing_api_key"], true);
+        assert_eq!(without_key["can_start"], false);
+        assert_eq!(without_key["can_resume"], false);
+
+        let unconfigured = view(
+            "forum",
+            &Status {
+                configured: false,
+                has_api_key: false,
+                progress: None,
+            },
+        );
         assert_eq!(unconfigured["can_start"], false);
+        assert_eq!(unconfigured["missing_api_key"], false);
         assert_eq!(unconfigured["progress"], Value::Null);
+    }
+
+    #[test]
+    fn stored_times_read_like_the_logs() {
+        assert_eq!(
+            display_stored_time("2026-12-04T23:22:55.965Z"),
+            "2026-12-04 23:22:55 UTC"
+        );
+        assert_eq!(display_stored_time("not a time"), "not a time");
     }
 }

@@ -344,14 +344,26 @@ async fn security_headers(request: Request, next: Next) -> Response {
     response
 }
 
-/// Serves the stylesheet and htmx, which are compiled into the binary.
+const STYLESHEET: &[u8] = include_bytes!("assets/ui.css");
+const HTMX: &[u8] = include_bytes!("assets/htmx.min.js");
+
+/// A hash of the compiled assets. Pages add it to the assets' URLs, so that browsers fetch
+/// the new assets after an upgrade instead of a copy cached under the same URL.
+pub fn asset_version() -> String {
+    use std::hash::{Hash, Hasher};
+    // `DefaultHasher::new` uses fixed keys, so every process of one build gets one value.
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    STYLESHEET.hash(&mut hasher);
+    HTMX.hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+/// Serves the stylesheet and htmx, which are compiled into the binary. The query string,
+/// which carries [`asset_version`], is ignored.
 async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
     let (body, content_type): (&'static [u8], &str) = match file.as_str() {
-        "ui.css" => (include_bytes!("assets/ui.css"), "text/css; charset=utf-8"),
-        "htmx.min.js" => (
-            include_bytes!("assets/htmx.min.js"),
-            "text/javascript; charset=utf-8",
-        ),
+        "ui.css" => (STYLESHEET, "text/css; charset=utf-8"),
+        "htmx.min.js" => (HTMX, "text/javascript; charset=utf-8"),
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
     (

@@ -45,6 +45,7 @@ const TEMPLATES: &[(&str, &str)] = &[
 
 static ENVIRONMENT: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
     let mut env = minijinja::Environment::new();
+    env.add_global("asset_version", super::asset_version());
     for (name, source) in TEMPLATES {
         env.add_template(name, source)
             .unwrap_or_else(|err| panic!("the UI template {name} is invalid: {err:#}"));

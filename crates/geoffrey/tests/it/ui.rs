@@ -76,6 +76,20 @@ async fn pages_need_a_session(mode: Mode) {
         .unwrap();
     assert_eq!(htmx.status(), 200);
     assert!(htmx.text().await.unwrap().starts_with("var htmx="));
+
+    // The assets' URLs carry the build's asset version, so an upgrade is not hidden by a
+    // stylesheet cached for an hour.
+    let version = geoffrey::ui::asset_version();
+    let stylesheet = format!("/ui/assets/ui.css?v={version}");
+    assert!(html.contains(&stylesheet), "{html}");
+    assert!(html.contains(&format!("/ui/assets/htmx.min.js?v={version}")));
+    let css = http
+        .get(format!("{}{stylesheet}", geoffrey.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(css.status(), 200);
+    assert!(css.text().await.unwrap().contains("table.log"));
 }
 
 async fn administrator_creates_an_instance(mode: Mode) {
@@ -358,6 +372,27 @@ async fn setup_link_creates_the_administrator_once() {
         .await
         .unwrap();
     assert_eq!(created.status(), 303);
+    let location = created.headers().get("location").unwrap().to_str().unwrap();
+    assert_eq!(
+        location, "/ui/instances",
+        "the setup signs the administrator in"
+    );
+    let session = created
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .find(|value| value.starts_with("geoffrey_session="))
+        .map(|value| value.split(';').next().unwrap().to_string())
+        .expect("a session cookie after the setup");
+    let instances = http
+        .get(format!("{}/ui/instances", geoffrey.base_url))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(instances.status(), 200);
+    assert!(instances.text().await.unwrap().contains("No instance yet"));
     let used = post("another password", "another password").await.unwrap();
     assert_eq!(used.status(), 404, "the link works once");
     assert!(geoffrey.dir.path().join("ui-admin.json").exists());

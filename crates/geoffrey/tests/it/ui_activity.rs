@@ -28,6 +28,7 @@ in_both_modes!(
     dashboard_names_the_slowest_app,
     backfill_from_the_ui_reaches_done,
     backfill_without_mailchimp_says_so,
+    backfill_without_api_key_says_so,
 );
 
 /// Starts Geoffrey without workers, so that jobs stay where a test puts them.
@@ -518,10 +519,13 @@ async fn failed_job_replayed_from_the_ui_runs_again(mode: Mode) {
     );
     let after = admin.get("/ui/instances/forum/failed?replayed=1").await;
     assert!(
-        after.text().contains("Replayed 1 failed job."),
+        after
+            .text()
+            .contains("Replayed 1 failed job. The log shows how it runs."),
         "{}",
         after.body
     );
+    assert!(after.text().contains("No failed jobs."), "{}", after.body);
     let again = admin
         .post_form(&format!("/ui/instances/forum/failed/{job_id}/replay"), &[])
         .await;
@@ -907,6 +911,11 @@ async fn backfill_from_the_ui_reaches_done(mode: Mode) {
     );
     assert!(!page.body.contains("hx-trigger"));
     assert!(page.body.contains("Start over"));
+    assert!(page.body.contains(" UTC, updated "), "{}", page.body);
+    assert!(
+        !page.body.contains("next page"),
+        "a finished backfill has no next page"
+    );
     let resume_done = admin
         .post_form("/ui/instances/forum/backfill/resume", &[])
         .await;
@@ -940,6 +949,37 @@ async fn backfill_without_mailchimp_says_so(mode: Mode) {
     assert_eq!(api.status, 409);
     let status = admin.get("/api/v1/instances/forum/backfill").await.json();
     assert_eq!(status, json!({ "configured": false, "progress": null }));
+}
+
+async fn backfill_without_api_key_says_so(mode: Mode) {
+    let fake = FakeMailchimp::start(FakeConfig::default()).await;
+    let geoffrey = start_without_workers(mode).await;
+    let section = json!({
+        "api_key": fake.api_key(), "base_url": fake.base_url(), "list_id": "aud1",
+    });
+    geoffrey
+        .create_instance("forum", json!({ "mailchimp": section }))
+        .await;
+    let admin = geoffrey.admin_client().await;
+    let page = admin.get("/ui/instances/forum/backfill").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("id=\"missing-api-key\""),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("/ui/instances/forum/config"));
+    assert!(!page.body.contains("/backfill/start"), "no start button");
+    assert!(!page.body.contains("not-configured"));
+
+    geoffrey
+        .edit_config("forum", |document| {
+            document["discourse_api_key"] = json!("discourse-api-key");
+        })
+        .await;
+    let page = admin.get("/ui/instances/forum/backfill").await;
+    assert!(!page.body.contains("missing-api-key"), "{}", page.body);
+    assert!(page.body.contains("/backfill/start"));
 }
 
 #[tokio::test]
@@ -1149,4 +1189,69 @@ async fn new_log_entries_appear_in_chromium() {
             .await;
         browser.screenshot(screenshots.join(file)).await;
     }
+}
+
+/// The logs table fits Chromium's 1280-pixel window, so that the error column shows without
+/// scrolling the table sideways, even for the widest outcome, feature and event names.
+#[tokio::test]
+async fn log_table_fits_a_desktop_window() {
+    use testkit::browser::Browser;
+    let geoffrey = start_without_workers(Mode::Embedded).await;
+    geoffrey.create_instance("forum", json!({})).await;
+    let mut entries = Vec::new();
+    for app in ["relay", "mailchimp"] {
+        let mut entry = log_entry(
+            geoffrey.services.clock.now(),
+            app,
+            Outcome::FailedAfterRetries,
+            12_345,
+        );
+        if app == "relay" {
+            entry.target = Some("new-topics".into());
+        }
+        entry.event = "user_confirmed_email".into();
+        entry.status = None;
+        entry.error = Some(
+            "connection failed: client error (Connect): tcp connect error: Connection \
+             refused (os error 111)"
+                .into(),
+        );
+        entries.push(entry);
+    }
+    geoffrey
+        .services
+        .store
+        .append_logs("forum", &entries)
+        .await
+        .unwrap();
+
+    let browser = Browser::start().await;
+    browser
+        .open(&format!("{}/ui/instances/forum/logs", geoffrey.base_url))
+        .await;
+    browser.fill("user", "admin").await;
+    browser.fill("password", testkit::ui::ADMIN_PASSWORD).await;
+    browser.click_button("Sign in").await;
+    browser
+        .wait_for_text("Connection refused", Duration::from_secs(10))
+        .await;
+    let widths = browser
+        .client()
+        .execute(
+            "const table = document.querySelector('table.log');
+             const error = table.querySelector('tbody td:last-child');
+             return [table.scrollWidth, table.parentElement.clientWidth,
+                     error.getBoundingClientRect().width];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let table = widths[0].as_u64().unwrap();
+    let container = widths[1].as_u64().unwrap();
+    assert!(
+        table <= container,
+        "the table is {table} px wide in a {container} px container"
+    );
+    let error = widths[2].as_f64().unwrap();
+    assert!(error >= 160.0, "the error column is {error} px wide");
 }

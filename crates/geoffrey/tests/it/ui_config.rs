@@ -672,6 +672,13 @@ async fn json_view_saves_with_the_same_checks(mode: Mode) {
         .await;
     assert_eq!(broken.status, 422);
     assert!(broken.text().contains("not valid JSON"));
+    // The JSON's errors sit at the end of a long page, so its top says that nothing was saved.
+    assert!(
+        broken.text().contains("because the JSON has errors"),
+        "{}",
+        broken.body
+    );
+    assert!(!page.text().contains("because the JSON has errors"));
 
     edited["apps"]["relay"]["rules"][0]["events"] = json!(["topic_created"]);
     let text = serde_json::to_string_pretty(&edited).unwrap();
@@ -753,7 +760,16 @@ async fn mailchimp_connection_test(mode: Mode) {
     assert_eq!(moved.status, 422, "{}", moved.body);
     assert_eq!(moved.json()["fields"][0]["path"], "apps.mailchimp.api_key");
 
-    // The page's button, without JavaScript: the whole page with the results and the input.
+    // The page's button, without JavaScript: the whole page with the results and the input,
+    // scrolled to the results.
+    let config_page = admin.get("/ui/instances/forum/config").await;
+    assert!(
+        config_page
+            .text()
+            .contains("formaction=\"/ui/instances/forum/config/check/mailchimp#checks-mailchimp\""),
+        "{}",
+        config_page.body
+    );
     let mut form = fixture.page_form().await;
     form.set("apps.mailchimp.list_id", "nosuchlist");
     let page = admin
