@@ -508,3 +508,33 @@ async fn api_rejections_are_json() {
     assert_eq!(bad_query.status, 400, "{}", bad_query.body);
     assert!(bad_query.json()["error"].is_string(), "{}", bad_query.body);
 }
+
+#[tokio::test]
+async fn misconfigured_apps_show_their_reason() {
+    let geoffrey = TestGeoffrey::start(Mode::Embedded).await;
+    let rule = testkit::geoffrey::relay_rule(
+        "topics",
+        "https://chat.example.com/h",
+        &["topic_created"],
+        "x",
+    );
+    geoffrey
+        .create_instance("forum", testkit::geoffrey::relay_apps(vec![rule]))
+        .await;
+    let reason = "HTTP 404 from the chat service; check the rule's URL";
+    let status = geoffrey::app_status::misconfigured(reason, "job-1");
+    geoffrey::app_status::write(geoffrey.services.store.as_ref(), "forum", "relay", &status)
+        .await
+        .unwrap();
+    let admin = geoffrey.admin_client().await;
+
+    let list = admin.get("/ui/instances").await;
+    assert!(list.text().contains(reason), "{}", list.body);
+    assert!(
+        list.body.contains("/ui/instances/forum/config#app-relay"),
+        "{}",
+        list.body
+    );
+    let config = admin.get("/ui/instances/forum/config").await;
+    assert!(config.text().contains(reason), "{}", config.body);
+}

@@ -163,6 +163,8 @@ pub fn webhook_url(ui: &Ui, name: &str) -> String {
 struct AppSection {
     name: &'static str,
     configured: bool,
+    /// Reason a job marked the app misconfigured, until a job of it works again.
+    misconfigured: Option<String>,
     has_check: bool,
     node: Node,
     checks: Option<CheckResult>,
@@ -202,6 +204,14 @@ pub async fn render(
         })
         .collect();
     let mut sections = app_sections(apps, &state);
+    for section in sections.iter_mut().filter(|section| section.configured) {
+        section.misconfigured =
+            crate::app_status::read(ui.services.store.as_ref(), name, section.name)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|status| status.misconfigured);
+    }
     let links = attach_errors(&mut discourse, &mut sections, &state.errors);
 
     let stored = &state.stored.document;
@@ -259,6 +269,7 @@ fn app_sections(apps: &AppRegistry, state: &PageState) -> Vec<AppSection> {
         sections.push(AppSection {
             name,
             configured: value.is_object(),
+            misconfigured: None,
             has_check: app.has_check(),
             node,
             checks,
