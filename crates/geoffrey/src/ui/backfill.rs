@@ -5,12 +5,12 @@ use super::activity::{display_time, instance_error};
 use super::session::Viewer;
 use super::{ApiFailure, Ui, UiError, render};
 use crate::apps::mailchimp::backfill::{self, Progress};
-use axum::extract::{Path, State};
+use crate::ui::Authorized;
+use axum::Json;
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::{Extension, Json};
 use serde_json::{Value, json};
-use std::sync::Arc;
 
 /// What the backfill page needs from the instance's configuration and store.
 struct Status {
@@ -115,12 +115,7 @@ fn page_context(viewer: &Viewer, name: &str, section: Value, error: Option<Strin
 }
 
 /// `GET /ui/instances/{name}/backfill`.
-pub async fn page(
-    State(ui): State<Arc<Ui>>,
-    Extension(viewer): Extension<Arc<Viewer>>,
-    Path(name): Path<String>,
-) -> Result<Html<String>, UiError> {
-    ui.authorize(&viewer, &name).await?;
+pub async fn page(Authorized { ui, viewer, name }: Authorized) -> Result<Html<String>, UiError> {
     let status = read_status(&ui, &name).await?;
     let section = view(&name, &status);
     render::page(
@@ -133,11 +128,8 @@ pub async fn page(
 /// `GET /ui/instances/{name}/backfill/progress`: the progress section alone, which htmx
 /// swaps in every two seconds while the backfill runs.
 pub async fn progress_fragment(
-    State(ui): State<Arc<Ui>>,
-    Extension(viewer): Extension<Arc<Viewer>>,
-    Path(name): Path<String>,
+    Authorized { ui, viewer, name }: Authorized,
 ) -> Result<Html<String>, UiError> {
-    ui.authorize(&viewer, &name).await?;
     let status = read_status(&ui, &name).await?;
     let section = view(&name, &status);
     let context = json!({ "section": section, "csrf": viewer.session.csrf });
@@ -164,11 +156,9 @@ async fn act(ui: &Ui, viewer: &Viewer, name: &str, action: &str) -> Result<Progr
 /// `POST /ui/instances/{name}/backfill/{start|pause|resume}`: acts, then shows the page
 /// again; a refused action shows the page with the reason.
 pub async fn action_page(
-    State(ui): State<Arc<Ui>>,
-    Extension(viewer): Extension<Arc<Viewer>>,
-    Path((name, action)): Path<(String, String)>,
+    Authorized { ui, viewer, name }: Authorized,
+    Path((_, action)): Path<(String, String)>,
 ) -> Result<Response, UiError> {
-    ui.authorize(&viewer, &name).await?;
     match act(&ui, &viewer, &name, &action).await {
         Ok(_) => Ok(Redirect::to(&format!("/ui/instances/{name}/backfill")).into_response()),
         Err(UiError::Conflict(message)) => {
@@ -184,12 +174,7 @@ pub async fn action_page(
 
 /// `GET /api/v1/instances/{name}/backfill`: `{"configured", "progress"}`, where `progress`
 /// is null until a backfill starts.
-pub async fn json(
-    State(ui): State<Arc<Ui>>,
-    Extension(viewer): Extension<Arc<Viewer>>,
-    Path(name): Path<String>,
-) -> Result<Json<Value>, ApiFailure> {
-    ui.authorize(&viewer, &name).await?;
+pub async fn json(Authorized { ui, name, .. }: Authorized) -> Result<Json<Value>, ApiFailure> {
     let status = read_status(&ui, &name).await?;
     Ok(Json(
         json!({ "configured": status.configured, "progress": status.progress }),
@@ -199,11 +184,9 @@ pub async fn json(
 /// `POST /api/v1/instances/{name}/backfill/{start|pause|resume}`: the progress after the
 /// action, or 409 with the reason when the backfill's state does not allow it.
 pub async fn action_json(
-    State(ui): State<Arc<Ui>>,
-    Extension(viewer): Extension<Arc<Viewer>>,
-    Path((name, action)): Path<(String, String)>,
+    Authorized { ui, viewer, name }: Authorized,
+    Path((_, action)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiFailure> {
-    ui.authorize(&viewer, &name).await?;
     let progress = act(&ui, &viewer, &name, &action).await?;
     Ok(Json(json!({ "progress": progress })))
 }

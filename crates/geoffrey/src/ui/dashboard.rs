@@ -1,18 +1,15 @@
 //! The dashboard of one instance: deliveries received and jobs succeeded and failed per hour
 //! over the last 24 hours, the queue's depth, and which app is slowest.
 
-use super::session::Viewer;
 use super::{ApiFailure, Ui, UiError, render};
 use crate::queue::{HOUR_MS, QueueStats, hour_start_ms};
 use crate::store::{LogBucket, Outcome};
-use axum::Extension;
+use crate::ui::Authorized;
 use axum::Json;
-use axum::extract::{Path, State};
 use axum::response::Html;
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use time::OffsetDateTime;
 
 /// Hours the dashboard covers, the current one included.
@@ -200,12 +197,7 @@ fn chart(hours: &[HourStats]) -> Value {
 }
 
 /// `GET /ui/instances/{name}`.
-pub async fn page(
-    State(ui): State<Arc<Ui>>,
-    Extension(viewer): Extension<Arc<Viewer>>,
-    Path(name): Path<String>,
-) -> Result<Html<String>, UiError> {
-    ui.authorize(&viewer, &name).await?;
+pub async fn page(Authorized { ui, viewer, name }: Authorized) -> Result<Html<String>, UiError> {
     let stats = load(&ui, &name).await?;
     let totals = stats.hours.iter().fold((0, 0, 0), |sum, hour| {
         (
@@ -229,12 +221,7 @@ pub async fn page(
 }
 
 /// `GET /api/v1/instances/{name}/stats`: the dashboard's numbers.
-pub async fn json(
-    State(ui): State<Arc<Ui>>,
-    Extension(viewer): Extension<Arc<Viewer>>,
-    Path(name): Path<String>,
-) -> Result<Json<Stats>, ApiFailure> {
-    ui.authorize(&viewer, &name).await?;
+pub async fn json(Authorized { ui, name, .. }: Authorized) -> Result<Json<Stats>, ApiFailure> {
     Ok(Json(load(&ui, &name).await?))
 }
 

@@ -6,12 +6,12 @@ use super::session::Viewer;
 use super::{ApiFailure, Ui, UiError, render};
 use crate::queue::FailedJob;
 use crate::queue::failed::{FailedJobFilter, matching, replay_matching};
-use axum::extract::{Path, Query, State};
+use crate::ui::Authorized;
+use axum::extract::{Path, Query};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::{Extension, Form, Json};
+use axum::{Form, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use std::sync::Arc;
 
 /// Failed jobs read to find the matching ones. With more failed jobs, the page lists and
 /// counts the matches among the oldest this many, and states that limit.
@@ -104,12 +104,9 @@ fn list_url(name: &str, filter: &FailedJobFilter, notice: (&str, usize)) -> Stri
 
 /// `GET /ui/instances/{name}/failed`.
 pub async fn page(
-    State(ui): State<Arc<Ui>>,
-    Extension(viewer): Extension<Arc<Viewer>>,
-    Path(name): Path<String>,
+    Authorized { ui, viewer, name }: Authorized,
     Query(query): Query<PageQuery>,
 ) -> Result<Html<String>, UiError> {
-    ui.authorize(&viewer, &name).await?;
     let fields = FilterFields {
         app: query.app,
         feature: query.feature,
@@ -155,12 +152,9 @@ pub struct ReplayAllForm {
 /// `POST /ui/instances/{name}/failed/replay`. Without `confirm=yes` it renders a confirmation
 /// page with the number of matching jobs. With it, it replays them and redirects to the list.
 pub async fn replay_all_page(
-    State(ui): State<Arc<Ui>>,
-    Extension(viewer): Extension<Arc<Viewer>>,
-    Path(name): Path<String>,
+    Authorized { ui, viewer, name }: Authorized,
     Form(form): Form<ReplayAllForm>,
 ) -> Result<Response, UiError> {
-    ui.authorize(&viewer, &name).await?;
     let fields = FilterFields {
         app: form.app,
         feature: form.feature,
@@ -217,11 +211,9 @@ async fn change(
 
 /// `POST /ui/instances/{name}/failed/{job_id}/{replay|discard}`.
 pub async fn change_page(
-    State(ui): State<Arc<Ui>>,
-    Extension(viewer): Extension<Arc<Viewer>>,
-    Path((name, job_id, action)): Path<(String, String, String)>,
+    Authorized { ui, viewer, name }: Authorized,
+    Path((_, job_id, action)): Path<(String, String, String)>,
 ) -> Result<Redirect, UiError> {
-    ui.authorize(&viewer, &name).await?;
     change(&ui, &viewer, &name, &job_id, &action).await?;
     let notice = if action == "replay" {
         "replayed"
@@ -238,12 +230,9 @@ pub async fn change_page(
 /// `GET /api/v1/instances/{name}/failed?app=&feature=&limit=`: matching failed jobs, oldest
 /// first, with their events.
 pub async fn list_json(
-    State(ui): State<Arc<Ui>>,
-    Extension(viewer): Extension<Arc<Viewer>>,
-    Path(name): Path<String>,
+    Authorized { ui, name, .. }: Authorized,
     Query(fields): Query<FilterFields>,
 ) -> Result<Json<Value>, ApiFailure> {
-    ui.authorize(&viewer, &name).await?;
     let queue = ui.services.queue.as_ref();
     let (found, cut) = matching(queue, &name, &fields.filter(), SCAN_LIMIT)
         .await
@@ -264,12 +253,9 @@ pub async fn list_json(
 /// `POST /api/v1/instances/{name}/failed/replay` with `{"app", "feature"}` (both optional):
 /// replays every matching failed job and returns how many.
 pub async fn replay_all_json(
-    State(ui): State<Arc<Ui>>,
-    Extension(viewer): Extension<Arc<Viewer>>,
-    Path(name): Path<String>,
+    Authorized { ui, viewer, name }: Authorized,
     Json(fields): Json<FilterFields>,
 ) -> Result<Json<Value>, ApiFailure> {
-    ui.authorize(&viewer, &name).await?;
     let queue = ui.services.queue.as_ref();
     let replayed = replay_matching(queue, &name, &fields.filter())
         .await
@@ -280,22 +266,18 @@ pub async fn replay_all_json(
 
 /// `POST /api/v1/instances/{name}/failed/{job_id}/{replay|discard}`.
 pub async fn change_json(
-    State(ui): State<Arc<Ui>>,
-    Extension(viewer): Extension<Arc<Viewer>>,
-    Path((name, job_id, action)): Path<(String, String, String)>,
+    Authorized { ui, viewer, name }: Authorized,
+    Path((_, job_id, action)): Path<(String, String, String)>,
 ) -> Result<Json<Value>, ApiFailure> {
-    ui.authorize(&viewer, &name).await?;
     change(&ui, &viewer, &name, &job_id, &action).await?;
     Ok(Json(json!({ "job_id": job_id, "action": action })))
 }
 
 /// `DELETE /api/v1/instances/{name}/failed/{job_id}`: discards the failed job.
 pub async fn discard_json(
-    State(ui): State<Arc<Ui>>,
-    Extension(viewer): Extension<Arc<Viewer>>,
-    Path((name, job_id)): Path<(String, String)>,
+    Authorized { ui, viewer, name }: Authorized,
+    Path((_, job_id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiFailure> {
-    ui.authorize(&viewer, &name).await?;
     change(&ui, &viewer, &name, &job_id, "discard").await?;
     Ok(Json(json!({ "job_id": job_id, "action": "discard" })))
 }

@@ -2,16 +2,14 @@
 //! new entries fetched by htmx polling, and one entry with every attempt of its job.
 
 use super::activity::{display_time, display_time_ms, is_plain_id, query_string};
-use super::session::Viewer;
 use super::{ApiFailure, Ui, UiError, render};
 use crate::store::{LogEntry, LogQuery, Outcome, first_log_id_at};
-use axum::Extension;
+use crate::ui::Authorized;
 use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, RawQuery};
 use axum::response::Html;
 use serde::Serialize;
 use serde_json::{Value, json};
-use std::sync::Arc;
 use time::OffsetDateTime;
 
 /// Entries on one page, unless the request sets `limit`.
@@ -252,12 +250,9 @@ fn rows(entries: &[LogEntry]) -> Vec<LogRow> {
 
 /// `GET /ui/instances/{name}/logs`: one page of entries, newest first.
 pub async fn page(
-    State(ui): State<Arc<Ui>>,
-    Extension(viewer): Extension<Arc<Viewer>>,
-    Path(name): Path<String>,
+    Authorized { ui, viewer, name }: Authorized,
     RawQuery(raw): RawQuery,
 ) -> Result<Html<String>, UiError> {
-    ui.authorize(&viewer, &name).await?;
     let mut filters = LogFilters::parse(raw.as_deref())?;
     // A page reads backwards from `before`; only the polling fragment reads forwards.
     filters.after = None;
@@ -320,12 +315,9 @@ pub async fn page(
 /// `GET /ui/instances/{name}/logs/live?after=…`: the table rows of the entries newer than
 /// `after` that match the filters, newest first, for htmx to put above the rows shown.
 pub async fn live_rows(
-    State(ui): State<Arc<Ui>>,
-    Extension(viewer): Extension<Arc<Viewer>>,
-    Path(name): Path<String>,
+    Authorized { ui, name, .. }: Authorized,
     RawQuery(raw): RawQuery,
 ) -> Result<Html<String>, UiError> {
-    ui.authorize(&viewer, &name).await?;
     let mut filters = LogFilters::parse(raw.as_deref())?;
     if filters.after.is_none() {
         return Err(UiError::BadRequest(
@@ -384,11 +376,9 @@ async fn load_detail(ui: &Ui, name: &str, id: &str) -> Result<Detail, UiError> {
 
 /// `GET /ui/instances/{name}/logs/{id}`.
 pub async fn detail_page(
-    State(ui): State<Arc<Ui>>,
-    Extension(viewer): Extension<Arc<Viewer>>,
-    Path((name, id)): Path<(String, String)>,
+    Authorized { ui, viewer, name }: Authorized,
+    Path((_, id)): Path<(String, String)>,
 ) -> Result<Html<String>, UiError> {
-    ui.authorize(&viewer, &name).await?;
     let detail = load_detail(&ui, &name, &id).await?;
     let entry = &detail.entry;
     let failed = detail.failed.as_ref().map(|failed| {
@@ -420,12 +410,9 @@ pub async fn detail_page(
 /// `GET /api/v1/instances/{name}/logs`: the same filters and cursors as the page, with
 /// `after` for entries newer than a cursor (oldest first).
 pub async fn list_json(
-    State(ui): State<Arc<Ui>>,
-    Extension(viewer): Extension<Arc<Viewer>>,
-    Path(name): Path<String>,
+    Authorized { ui, name, .. }: Authorized,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiFailure> {
-    ui.authorize(&viewer, &name).await?;
     let filters = LogFilters::parse(raw.as_deref())?;
     if filters.before.is_some() && filters.after.is_some() {
         return Err(UiError::BadRequest(
@@ -449,11 +436,9 @@ pub async fn list_json(
 /// `GET /api/v1/instances/{name}/logs/{id}`: the entry, every attempt of its job (oldest
 /// first), and the failed job with its event while the job is failed.
 pub async fn detail_json(
-    State(ui): State<Arc<Ui>>,
-    Extension(viewer): Extension<Arc<Viewer>>,
-    Path((name, id)): Path<(String, String)>,
+    Authorized { ui, name, .. }: Authorized,
+    Path((_, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiFailure> {
-    ui.authorize(&viewer, &name).await?;
     let detail = load_detail(&ui, &name, &id).await?;
     let failed = detail.failed.map(|failed| {
         json!({

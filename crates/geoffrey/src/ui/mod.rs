@@ -26,7 +26,8 @@ use crate::api::limits::Buckets;
 use crate::services::Services;
 use accounts::{Access, Accounts};
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, RawPathParams, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -138,6 +139,46 @@ impl Ui {
 
     fn now(&self) -> i64 {
         self.services.clock.now().unix_timestamp()
+    }
+}
+
+/// An instance the signed-in person may see, named by the route's `{name}`. A handler that
+/// takes it as an argument runs only after [`Ui::authorize`] allowed the access: the person
+/// gets 404 for an instance they cannot read, as for one that does not exist.
+pub struct Authorized {
+    pub ui: Arc<Ui>,
+    pub viewer: Arc<Viewer>,
+    pub name: String,
+}
+
+impl FromRequestParts<Arc<Ui>> for Authorized {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, ui: &Arc<Ui>) -> Result<Self, Response> {
+        let api = parts.uri.path().starts_with("/api/");
+        let viewer = parts
+            .extensions
+            .get::<Arc<Viewer>>()
+            .cloned()
+            .ok_or_else(|| UiError::SessionEnded.respond(api))?;
+        let params = RawPathParams::from_request_parts(parts, ui)
+            .await
+            .map_err(|rejection| UiError::BadRequest(rejection.body_text()).respond(api))?;
+        let name = params
+            .iter()
+            .find(|(key, _)| *key == "name")
+            .map(|(_, value)| value.to_string())
+            .ok_or_else(|| {
+                UiError::Internal("a route of an instance has no {name}".into()).respond(api)
+            })?;
+        ui.authorize(&viewer, &name)
+            .await
+            .map_err(|err| err.respond(api))?;
+        Ok(Self {
+            ui: ui.clone(),
+            viewer,
+            name,
+        })
     }
 }
 

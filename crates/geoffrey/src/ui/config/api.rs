@@ -3,16 +3,15 @@
 use super::{CONFLICT_MESSAGE, Failure, actor, run_check, view};
 use crate::audit;
 use crate::config_edit;
-use crate::ui::session::Viewer;
-use crate::ui::{ApiFailure, Ui, UiError};
+use crate::ui::Authorized;
+use crate::ui::{ApiFailure, UiError};
+use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::sync::Arc;
 
 /// Most audit entries one request returns.
 const MAX_AUDIT_ENTRIES: usize = 500;
@@ -20,11 +19,8 @@ const MAX_AUDIT_ENTRIES: usize = 500;
 /// `GET /api/v1/instances/{name}/config`: the masked `CONFIG`, its revision, and the paths
 /// of secrets that cannot be opened with the current key.
 pub async fn get_config(
-    State(ui): State<Arc<Ui>>,
-    Extension(viewer): Extension<Arc<Viewer>>,
-    Path(name): Path<String>,
+    Authorized { ui, name, .. }: Authorized,
 ) -> Result<Json<Value>, ApiFailure> {
-    ui.authorize(&viewer, &name).await?;
     let shown = config_edit::show(&ui.services, &name)
         .await
         .map_err(|err| failure(err.into()))?;
@@ -67,12 +63,9 @@ fn rejected(failed: Failure) -> Result<Response, ApiFailure> {
 /// `PUT /api/v1/instances/{name}/config` with `{"rev", "config"}`. Masked secrets keep their
 /// stored values. Responds with `{"rev"}`, the new revision.
 pub async fn put_config(
-    State(ui): State<Arc<Ui>>,
-    Extension(viewer): Extension<Arc<Viewer>>,
-    Path(name): Path<String>,
+    Authorized { ui, viewer, name }: Authorized,
     body: Bytes,
 ) -> Result<Response, ApiFailure> {
-    ui.authorize(&viewer, &name).await?;
     let request: Value = serde_json::from_slice(&body).map_err(|err| {
         UiError::BadRequest(format!(
             "the body is not valid JSON ({err}); send {{\"rev\": \"…\", \"config\": {{…}}}}"
@@ -117,12 +110,9 @@ pub struct AuditQuery {
 
 /// `GET /api/v1/instances/{name}/audit?limit=N`: the newest audit entries, newest first.
 pub async fn audit(
-    State(ui): State<Arc<Ui>>,
-    Extension(viewer): Extension<Arc<Viewer>>,
-    Path(name): Path<String>,
+    Authorized { ui, name, .. }: Authorized,
     Query(query): Query<AuditQuery>,
 ) -> Result<Json<Value>, ApiFailure> {
-    ui.authorize(&viewer, &name).await?;
     let limit = query
         .limit
         .unwrap_or(super::AUDIT_ON_PAGE)
@@ -145,12 +135,10 @@ pub async fn audit(
 /// section before saving it. Responds with `{"app", "ok", "checks"}`, or 422 for an invalid
 /// section.
 pub async fn check(
-    State(ui): State<Arc<Ui>>,
-    Extension(viewer): Extension<Arc<Viewer>>,
-    Path((name, app)): Path<(String, String)>,
+    Authorized { ui, name, .. }: Authorized,
+    Path((_, app)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, ApiFailure> {
-    ui.authorize(&viewer, &name).await?;
     if ui.services.apps.get(&app).is_none() {
         return Err(UiError::NotFound(format!("no app named {app:?}")).into());
     }
@@ -174,12 +162,7 @@ pub async fn check(
 
 /// `POST /api/v1/instances/{name}/webhook-secret`: replaces the webhook secret with a new
 /// random one. The answer is the only time the new secret is shown.
-pub async fn rotate(
-    State(ui): State<Arc<Ui>>,
-    Extension(viewer): Extension<Arc<Viewer>>,
-    Path(name): Path<String>,
-) -> Result<Response, ApiFailure> {
-    ui.authorize(&viewer, &name).await?;
+pub async fn rotate(Authorized { ui, viewer, name }: Authorized) -> Result<Response, ApiFailure> {
     let rotated =
         config_edit::rotate_webhook_secret(&ui.services, &name, &actor(&viewer, "api")).await;
     match rotated {

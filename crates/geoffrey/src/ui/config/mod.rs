@@ -25,11 +25,12 @@ use crate::apps::{Check, FieldError};
 use crate::audit::Actor;
 use crate::config_edit;
 use crate::instance::InstanceError;
-use axum::extract::{Path, State};
+use crate::ui::Authorized;
+use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Form, Router};
+use axum::{Form, Router};
 use form::Reader;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -104,12 +105,9 @@ pub struct PageQuery {
 }
 
 async fn config_page(
-    State(ui): State<Arc<Ui>>,
-    Extension(viewer): Extension<Arc<Viewer>>,
-    Path(name): Path<String>,
+    Authorized { ui, viewer, name }: Authorized,
     axum::extract::Query(query): axum::extract::Query<PageQuery>,
 ) -> Result<Html<String>, UiError> {
-    ui.authorize(&viewer, &name).await?;
     let mut state = PageState::stored(&ui, &name).await?;
     if query.saved.is_some() {
         state.notice = Some(("good", "Saved.".to_string()));
@@ -126,12 +124,9 @@ fn read_form(ui: &Ui, fields: Vec<(String, String)>) -> (String, Value, Reader) 
 }
 
 async fn save_form(
-    State(ui): State<Arc<Ui>>,
-    Extension(viewer): Extension<Arc<Viewer>>,
-    Path(name): Path<String>,
+    Authorized { ui, viewer, name }: Authorized,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response, UiError> {
-    ui.authorize(&viewer, &name).await?;
     let (rev, document, reader) = read_form(&ui, fields);
     let mut state = PageState::submitted(&ui, &name, rev.clone(), document.clone(), reader).await?;
     if !state.errors.is_empty() {
@@ -168,12 +163,9 @@ pub struct JsonForm {
 }
 
 async fn save_json_text(
-    State(ui): State<Arc<Ui>>,
-    Extension(viewer): Extension<Arc<Viewer>>,
-    Path(name): Path<String>,
+    Authorized { ui, viewer, name }: Authorized,
     Form(submitted): Form<JsonForm>,
 ) -> Result<Response, UiError> {
-    ui.authorize(&viewer, &name).await?;
     let mut state = PageState::stored(&ui, &name).await?;
     state.rev = submitted.rev.clone();
     state.json_text = Some(submitted.config.clone());
@@ -237,13 +229,11 @@ async fn run_check(
 }
 
 async fn check_page(
-    State(ui): State<Arc<Ui>>,
-    Extension(viewer): Extension<Arc<Viewer>>,
-    Path((name, app)): Path<(String, String)>,
+    Authorized { ui, viewer, name }: Authorized,
+    Path((_, app)): Path<(String, String)>,
     headers: HeaderMap,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response, UiError> {
-    ui.authorize(&viewer, &name).await?;
     if ui.services.apps.get(&app).is_none() {
         return Err(UiError::NotFound(format!("no app named {app:?}")));
     }
@@ -298,12 +288,9 @@ pub struct RotateForm {
 }
 
 async fn rotate_page(
-    State(ui): State<Arc<Ui>>,
-    Extension(viewer): Extension<Arc<Viewer>>,
-    Path(name): Path<String>,
+    Authorized { ui, viewer, name }: Authorized,
     Form(form): Form<RotateForm>,
 ) -> Result<Response, UiError> {
-    ui.authorize(&viewer, &name).await?;
     if form.confirm.as_deref() != Some("yes") {
         return Err(UiError::BadRequest(
             "tick the box that confirms the old secret may stop working, then generate again"
