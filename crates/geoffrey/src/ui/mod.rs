@@ -5,10 +5,11 @@
 //! in `assets/` so that nothing loads from elsewhere, swaps parts of a page where that helps,
 //! such as new log entries.
 //!
-//! Every route except signing in, the setup link and the assets passes [`session_layer`]: it
-//! opens the sealed session cookie (see [`session`]), sends people without one to the sign-in
-//! page (or returns 401 under `/api/v1/`), and checks the CSRF token of every request that is
-//! not a GET or HEAD. Which instances a person sees is decided by [`accounts`].
+//! Every route except signing in, the setup link and the assets passes [`session_layer`]. It
+//! opens the sealed session cookie (see [`session`]) and sends people without one to the
+//! sign-in page, or returns 401 under `/api/v1/`. It also checks the CSRF token of every
+//! request that is not a GET or HEAD. Which instances a person sees is decided by
+//! [`accounts`], and routes of one instance take an [`Authorized`] argument that checks it.
 
 pub mod accounts;
 mod activity;
