@@ -63,7 +63,7 @@ pub struct AuditEntry {
     #[serde(with = "timestamp")]
     pub at: OffsetDateTime,
     pub actor: Actor,
-    /// Kind of change: `config_saved` or `webhook_secret_rotated`.
+    /// Kind of change: `instance_created`, `config_saved` or `webhook_secret_rotated`.
     pub action: String,
     /// The revision of `CONFIG` the change made.
     pub rev: String,
@@ -158,6 +158,29 @@ pub async fn record(store: &dyn Store, instance: &str, entry: &AuditEntry) -> St
     }
     store.put(instance, &id, None, &body).await?;
     Ok(())
+}
+
+/// Records the creation of an instance: its first `CONFIG`, with every field as a change.
+pub async fn record_creation(
+    store: &dyn Store,
+    apps: &AppRegistry,
+    instance: &str,
+    actor: &Actor,
+) -> StoreResult<()> {
+    let Some(config) = store.get(instance, crate::instance::CONFIG_ID).await? else {
+        return Err(StoreError::Corrupt(format!(
+            "instance {instance:?} has no CONFIG right after it was created"
+        )));
+    };
+    let entry = AuditEntry {
+        id: String::new(),
+        at: OffsetDateTime::now_utc(),
+        actor: actor.clone(),
+        action: "instance_created".to_string(),
+        rev: config.rev,
+        changes: diff(&Value::Object(Default::default()), &config.body, apps),
+    };
+    record(store, instance, &entry).await
 }
 
 /// Reads the newest `limit` audit entries of an instance, newest first.

@@ -23,6 +23,14 @@ pub async fn run(services: Arc<Services>, command: InstanceCommand) -> anyhow::R
                 secret,
             )
             .await?;
+            let actor = geoffrey::audit::Actor::cli();
+            geoffrey::audit::record_creation(
+                services.store.as_ref(),
+                &services.apps,
+                &name,
+                &actor,
+            )
+            .await?;
             print_webhook_settings(&services, &name, &config);
         }
         InstanceCommand::List => {

@@ -176,6 +176,7 @@ async fn create(
     ui: &Ui,
     viewer: &Viewer,
     form: &CreateForm,
+    source: &str,
 ) -> Result<Result<Created, BTreeMap<String, String>>, UiError> {
     if !viewer.session.admin {
         return Err(UiError::Forbidden(
@@ -198,6 +199,18 @@ async fn create(
     match created {
         Ok(config) => {
             tracing::info!(instance = %name, user = %viewer.session.user, "instance created in the web UI");
+            let actor = crate::audit::Actor::new(&viewer.session.user, source);
+            let audited = crate::audit::record_creation(
+                services.store.as_ref(),
+                &services.apps,
+                name,
+                &actor,
+            )
+            .await;
+            if let Err(err) = audited {
+                // The instance exists; the missing entry is logged rather than failing the request.
+                tracing::error!(instance = %name, error = %err, "recording the creation in the audit log failed");
+            }
             return Ok(Ok(Created {
                 name: name.to_string(),
                 discourse_url: config.discourse_url,
@@ -233,7 +246,7 @@ pub async fn create_page(
     Extension(viewer): Extension<Arc<Viewer>>,
     Form(form): Form<CreateForm>,
 ) -> Result<Response, UiError> {
-    match create(&ui, &viewer, &form).await? {
+    match create(&ui, &viewer, &form, "ui").await? {
         Ok(created) => {
             let page = render::page(
                 "created.html",
@@ -272,7 +285,7 @@ pub async fn create_json(
     Extension(viewer): Extension<Arc<Viewer>>,
     Json(form): Json<CreateForm>,
 ) -> Result<Response, ApiFailure> {
-    match create(&ui, &viewer, &form).await? {
+    match create(&ui, &viewer, &form, "api").await? {
         Ok(created) => Ok((
             StatusCode::CREATED,
             Json(json!({

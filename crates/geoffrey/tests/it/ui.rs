@@ -128,6 +128,25 @@ async fn administrator_creates_an_instance(mode: Mode) {
     assert!(created.body.contains(&secret), "the secret is shown once");
     assert_eq!(config.config.discourse_url, "https://forum.example.com");
 
+    let audit = admin.get("/api/v1/instances/forum/audit").await;
+    assert_eq!(audit.status, 200, "{}", audit.body);
+    let created_entry = &audit.json()["entries"][0];
+    assert_eq!(
+        created_entry["action"], "instance_created",
+        "{}",
+        audit.body
+    );
+    assert_eq!(created_entry["actor"]["source"], "ui", "{}", audit.body);
+    assert!(!audit.body.contains(&secret), "{}", audit.body);
+    let paths: Vec<&str> = created_entry["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|change| change["path"].as_str().unwrap())
+        .collect();
+    assert!(paths.contains(&"discourse_url"), "{paths:?}");
+    assert!(paths.contains(&"webhook_secret"), "{paths:?}");
+
     let list = admin.get("/ui/instances").await;
     assert!(list.body.contains("/ui/instances/forum"), "{}", list.body);
     assert!(
