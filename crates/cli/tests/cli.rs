@@ -350,8 +350,10 @@ async fn config_set_writes_an_audit_entry() {
     let entries = geoffrey::audit::list(store.as_ref(), "forum", 10)
         .await
         .unwrap();
-    // The first entry is the relay rule added by `create_forum`.
-    assert_eq!(entries.len(), 2, "{entries:?}");
+    // Before it: the relay rule added by `create_forum`, and the creation.
+    assert_eq!(entries.len(), 3, "{entries:?}");
+    assert_eq!(entries[2].action, "instance_created");
+    assert_eq!(entries[2].actor, geoffrey::audit::Actor::cli());
     let entry = &entries[0];
     assert_eq!(entry.actor, geoffrey::audit::Actor::cli());
     assert_eq!(entry.action, "config_saved");
