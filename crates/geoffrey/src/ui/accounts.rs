@@ -240,14 +240,9 @@ pub struct CouchAccounts {
 
 impl CouchAccounts {
     fn new(url: &Secret, prefix: &str) -> anyhow::Result<Self> {
-        let mut base =
+        let parsed =
             Url::parse(url.expose()).map_err(|err| anyhow::anyhow!("invalid store.url: {err}"))?;
-        let _ = base.set_username("");
-        let _ = base.set_password(None);
-        if !base.path().ends_with('/') {
-            let path = format!("{}/", base.path());
-            base.set_path(&path);
-        }
+        let base = crate::store::couch::base_url(parsed);
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .user_agent(concat!("Geoffrey/", env!("CARGO_PKG_VERSION")))
@@ -261,11 +256,7 @@ impl CouchAccounts {
     }
 
     fn url(&self, segments: &[&str]) -> Url {
-        let mut url = self.base.clone();
-        if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty().extend(segments);
-        }
-        url
+        crate::store::couch::url_of(&self.base, segments)
     }
 
     async fn sign_in(&self, user: &str, password: &str) -> Result<SignedIn, SignInError> {

@@ -51,21 +51,16 @@ impl CouchStore {
     /// are optional, and without them only [`Store::get_as`] can read anything). Checks that
     /// the server responds. Must be called inside a Tokio runtime.
     pub async fn connect(url: &str, prefix: &str) -> StoreResult<Arc<Self>> {
-        let mut base = Url::parse(url).map_err(|err| {
+        let parsed = Url::parse(url).map_err(|err| {
             StoreError::Unavailable(format!(
                 "invalid store URL: {err}; expected http://user:password@host:5984/"
             ))
         })?;
-        let admin = (!base.username().is_empty()).then(|| Credentials {
-            user: percent_decode(base.username()),
-            password: Secret::new(percent_decode(base.password().unwrap_or_default())),
+        let admin = (!parsed.username().is_empty()).then(|| Credentials {
+            user: percent_decode(parsed.username()),
+            password: Secret::new(percent_decode(parsed.password().unwrap_or_default())),
         });
-        let _ = base.set_username("");
-        let _ = base.set_password(None);
-        if !base.path().ends_with('/') {
-            let path = format!("{}/", base.path());
-            base.set_path(&path);
-        }
+        let base = base_url(parsed);
         let http = reqwest::Client::builder()
             .user_agent(concat!("Geoffrey/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -124,11 +119,7 @@ impl CouchStore {
     }
 
     fn url(&self, segments: &[&str]) -> Url {
-        let mut url = self.base.clone();
-        if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty().extend(segments);
-        }
-        url
+        url_of(&self.base, segments)
     }
 
     fn request(
@@ -190,6 +181,27 @@ impl CouchStore {
             id: id.map(str::to_string),
         });
     }
+}
+
+/// Returns a server URL without its credentials and with a trailing slash, as the base that
+/// [`url_of`] appends paths to.
+pub(crate) fn base_url(mut url: Url) -> Url {
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    url
+}
+
+/// Returns the URL of `segments` under `base`, each percent-encoded as one path segment.
+pub(crate) fn url_of(base: &Url, segments: &[&str]) -> Url {
+    let mut url = base.clone();
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty().extend(segments);
+    }
+    url
 }
 
 fn percent_decode(text: &str) -> String {
