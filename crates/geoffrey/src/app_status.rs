@@ -32,6 +32,16 @@ pub async fn read(
     Ok(serde_json::from_value(document.body).ok())
 }
 
+/// Reads why an app is marked misconfigured; `None` when it is not, or when its status
+/// cannot be read, because the status only adds detail to the page that shows it.
+pub async fn misconfigured_reason(store: &dyn Store, instance: &str, app: &str) -> Option<String> {
+    read(store, instance, app)
+        .await
+        .ok()
+        .flatten()?
+        .misconfigured
+}
+
 /// Writes an app's status, reading the current revision first and trying again if another
 /// process wrote in between.
 pub async fn write(

@@ -114,11 +114,8 @@ async fn summary(ui: &Ui, name: &str) -> InstanceSummary {
         .map(|apps| apps.keys().cloned().collect())
         .unwrap_or_default();
     for app in app_names {
-        let misconfigured = crate::app_status::read(services.store.as_ref(), name, &app)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|status| status.misconfigured);
+        let misconfigured =
+            crate::app_status::misconfigured_reason(services.store.as_ref(), name, &app).await;
         summary.apps.push(AppHealth {
             name: app,
             misconfigured,

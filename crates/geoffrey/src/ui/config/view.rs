@@ -205,12 +205,9 @@ pub async fn render(
         .collect();
     let mut sections = app_sections(apps, &state);
     for section in sections.iter_mut().filter(|section| section.configured) {
+        let store = ui.services.store.as_ref();
         section.misconfigured =
-            crate::app_status::read(ui.services.store.as_ref(), name, section.name)
-                .await
-                .ok()
-                .flatten()
-                .and_then(|status| status.misconfigured);
+            crate::app_status::misconfigured_reason(store, name, section.name).await;
     }
     let links = attach_errors(&mut discourse, &mut sections, &state.errors);
 
