@@ -134,20 +134,32 @@ async fn save_form(
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
     }
     let saved = config_edit::save(&ui.services, &name, &rev, document, &actor(&viewer, "ui")).await;
-    let status = match saved.map_err(Failure::from) {
+    let status = match saved {
         Ok(_) => return Ok(saved_redirect(&name)),
-        Err(Failure::Fields(errors)) => {
-            state.errors = errors;
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
-        Err(Failure::Conflict(message)) => {
-            state.notice = Some(("conflict", message));
-            StatusCode::CONFLICT
-        }
-        Err(Failure::Other(err)) => return Err(err),
+        Err(err) => explain_failure(err.into(), &mut state, false)?,
     };
     let page = view::render(&ui, &viewer, &name, state).await?;
     Ok((status, page).into_response())
+}
+
+/// Puts the reason a save failed into the page shown again: field errors next to the form's
+/// fields, or next to the JSON view with `json_view`, and a conflict as the notice. Returns
+/// the page's status, or the error for anything else.
+fn explain_failure(
+    failure: Failure,
+    state: &mut PageState,
+    json_view: bool,
+) -> Result<StatusCode, UiError> {
+    match failure {
+        Failure::Fields(errors) if json_view => state.json_errors = errors,
+        Failure::Fields(errors) => state.errors = errors,
+        Failure::Conflict(message) => {
+            state.notice = Some(("conflict", message));
+            return Ok(StatusCode::CONFLICT);
+        }
+        Failure::Other(err) => return Err(err),
+    }
+    Ok(StatusCode::UNPROCESSABLE_ENTITY)
 }
 
 fn saved_redirect(name: &str) -> Response {
@@ -179,17 +191,9 @@ async fn save_json_text(
             let actor = actor(&viewer, "ui");
             let saved =
                 config_edit::save(&ui.services, &name, &submitted.rev, document, &actor).await;
-            match saved.map_err(Failure::from) {
+            match saved {
                 Ok(_) => return Ok(saved_redirect(&name)),
-                Err(Failure::Fields(errors)) => {
-                    state.json_errors = errors;
-                    StatusCode::UNPROCESSABLE_ENTITY
-                }
-                Err(Failure::Conflict(message)) => {
-                    state.notice = Some(("conflict", message));
-                    StatusCode::CONFLICT
-                }
-                Err(Failure::Other(err)) => return Err(err),
+                Err(err) => explain_failure(err.into(), &mut state, true)?,
             }
         }
     };
