@@ -224,30 +224,36 @@ async fn session_layer(State(ui): State<Arc<Ui>>, request: Request, next: Next) 
     let Some(session) = session else {
         return signed_out(api, request.headers(), request.uri());
     };
-    let (request, token) = match csrf_token(request).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
-    let safe = matches!(*request.method(), Method::GET | Method::HEAD);
-    let token_matches = token.is_some_and(|token| {
-        subtle::ConstantTimeEq::ct_eq(token.as_bytes(), session.csrf.as_bytes()).into()
-    });
-    if !safe && !token_matches {
-        return UiError::Forbidden(
-            "the form's security token does not match your session; reload the page and send \
-             it again"
-                .to_string(),
-        )
-        .respond(api);
+
+    // Only requests that may change something carry a token; GET and HEAD bodies stay unread.
+    let mut request = request;
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        let (read, token) = match csrf_token(request).await {
+            Ok(found) => found,
+            Err(response) => return response,
+        };
+        let token_matches = token.is_some_and(|token| {
+            subtle::ConstantTimeEq::ct_eq(token.as_bytes(), session.csrf.as_bytes()).into()
+        });
+        if !token_matches {
+            return UiError::Forbidden(
+                "the form's security token does not match your session; reload the page and \
+                 send it again"
+                    .to_string(),
+            )
+            .respond(api);
+        }
+        request = read;
     }
+
     let viewer = Arc::new(Viewer::new(session));
     let (headers, uri) = (request.headers().clone(), request.uri().clone());
-    let mut request = request;
     request.extensions_mut().insert(viewer.clone());
     let mut response = next.run(request).await;
     if response.status() == StatusCode::UNAUTHORIZED && !api {
         return signed_out(false, &headers, &uri);
     }
+
     let refreshed = viewer
         .refreshed_couch
         .lock()
@@ -389,8 +395,8 @@ async fn security_headers(request: Request, next: Next) -> Response {
 const STYLESHEET: &[u8] = include_bytes!("assets/ui.css");
 const HTMX: &[u8] = include_bytes!("assets/htmx.min.js");
 
-/// A hash of the compiled assets. Pages add it to the assets' URLs, so that browsers fetch
-/// the new assets after an upgrade instead of a copy cached under the same URL.
+/// Returns a hash of the compiled assets. Pages add it to the assets' URLs, so that browsers
+/// fetch the new assets after an upgrade instead of a copy cached under the same URL.
 pub fn asset_version() -> String {
     use std::hash::{Hash, Hasher};
     // `DefaultHasher::new` uses fixed keys, so every process of one build gets one value.
