@@ -194,25 +194,40 @@ impl PouchServer {
         wait_for_port(self.port, "PouchDB Server");
     }
 
+    /// Creates the admin user. PouchDB Server can accept connections before it answers
+    /// requests, so a failed attempt is repeated a few times before the test fails.
     fn create_admin(&self) {
-        let status = Command::new("curl")
-            .args([
-                "-sf",
-                "-X",
-                "PUT",
-                "-H",
-                "Content-Type: application/json",
-                "-d",
-            ])
-            .arg(format!("\"{COUCH_PASSWORD}\""))
-            .arg(format!(
-                "http://127.0.0.1:{}/_config/admins/{COUCH_ADMIN}",
-                self.port
-            ))
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "creating the PouchDB Server admin failed");
+        let mut output = None;
+        for _ in 0..5 {
+            let attempt = Command::new("curl")
+                .args([
+                    "-sS",
+                    "-f",
+                    "-X",
+                    "PUT",
+                    "-H",
+                    "Content-Type: application/json",
+                    "-d",
+                ])
+                .arg(format!("\"{COUCH_PASSWORD}\""))
+                .arg(format!(
+                    "http://127.0.0.1:{}/_config/admins/{COUCH_ADMIN}",
+                    self.port
+                ))
+                .output()
+                .unwrap();
+            if attempt.status.success() {
+                return;
+            }
+            output = Some(attempt);
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        let stderr = output.map(|failed| String::from_utf8_lossy(&failed.stderr).into_owned());
+        panic!(
+            "creating the PouchDB Server admin on port {} failed: {}",
+            self.port,
+            stderr.unwrap_or_default()
+        );
     }
 
     /// Kills the server with SIGKILL.
