@@ -26,7 +26,7 @@ pub struct Page {
 
 impl Page {
     /// Returns the body with the character references minijinja writes decoded, to search
-    /// for a value as the person sees it.
+    /// for a value as the browser shows it.
     pub fn text(&self) -> String {
         self.body
             .replace("&#x2f;", "/")
@@ -43,7 +43,7 @@ impl Page {
     }
 }
 
-/// A client that follows no redirects, so that tests see them.
+/// Returns a client that follows no redirects, so that tests can check them.
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

@@ -29,7 +29,7 @@ pub async fn run(
         ));
     }
     if let Some(link) = &running.setup_link {
-        // On stdout, not in the log: the link holds a one-time token.
+        // On stdout, not in the log: the link contains a one-time token.
         crate::output::line(format_args!(
             "No administrator exists yet. Open this link once to choose the password:\n  {link}"
         ));

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde_json::{Value, json};
 
-/// What the backfill page needs from the instance's configuration and store.
+/// The backfill page's view of the instance: whether Mailchimp is configured, and the progress.
 struct Status {
     /// The instance has the Mailchimp app.
     configured: bool,

@@ -893,7 +893,7 @@ async fn backfill_from_the_ui_reaches_done(mode: Mode) {
     assert_eq!(done["read"], 1_000);
     assert_eq!(done["skipped"], 4, "staged users are skipped");
     // A quick pause and resume can leave the old run's page in flight while the new run
-    // sends the same page: Mailchimp adds each member once, and whichever run records the
+    // sends the same page. Mailchimp adds each member once, and the run that records the
     // page first counts it, so some of those members may count as existing.
     let added = done["added"].as_u64().unwrap();
     let existing = done["existing"].as_u64().unwrap();

@@ -161,7 +161,7 @@ pub async fn check(
 }
 
 /// `POST /api/v1/instances/{name}/webhook-secret`: replaces the webhook secret with a new
-/// random one. The answer is the only time the new secret is shown.
+/// random one. The response is the only place the new secret is shown.
 pub async fn rotate(Authorized { ui, viewer, name }: Authorized) -> Result<Response, ApiFailure> {
     let rotated =
         config_edit::rotate_webhook_secret(&ui.services, &name, &actor(&viewer, "api")).await;
